@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The idempotency authors
+#pragma once
+
+// The umbrella header: the executor, the Store concept, the in-memory store, errors and
+// formatters. Store adapters over a client library have headers of their own under
+// idempotency/stores/ (sqlite_store.hpp, redis_store.hpp, postgres_store.hpp).
+
+#include <idempotency/codec.hpp>
+#include <idempotency/errors.hpp>
+#include <idempotency/executor.hpp>
+#include <idempotency/fingerprint.hpp>
+#include <idempotency/format.hpp>
+#include <idempotency/key.hpp>
+#include <idempotency/store.hpp>
+#include <idempotency/stores/in_memory_store.hpp>
+
+#define IDEMPOTENCY_VERSION_MAJOR 0
+#define IDEMPOTENCY_VERSION_MINOR 1
+#define IDEMPOTENCY_VERSION_PATCH 0

@@ -1,0 +1,301 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The idempotency authors
+#pragma once
+
+#include <idempotency/errors.hpp>
+#include <idempotency/store.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace idempotency {
+
+/// Options of `InMemoryStore`.
+struct InMemoryStoreOptions {
+  /// Number of independently locked shards (rounded up to a power of two, at least 1).
+  std::size_t shards = 16;
+  /// Most records held at once, live or not yet reclaimed; 0 = unbounded. A claim that would
+  /// exceed it first reclaims expired records, then throws `CapacityExceededError`.
+  std::size_t max_records = 0;
+  /// How long an in-progress record is kept after its lease passed, so a slow holder nobody
+  /// took over can still record its result (design §2). Then it is reclaimed.
+  std::chrono::milliseconds in_progress_grace = std::chrono::hours(1);
+  /// The store's clock; empty = `std::chrono::steady_clock::now`. Tests pass a ManualClock.
+  std::function<std::chrono::steady_clock::time_point()> clock{};
+};
+
+/// A thread-safe, sharded, in-process store: for one process and for tests.
+///
+/// Every operation locks one shard. Expired records are reclaimed as the store is used (a
+/// shard is swept after as many claims as it held records at its last sweep, so reclaiming
+/// costs O(1) amortized per claim) and by `purge_expired`. Waiters are woken through a condition
+/// variable (`WaitableStore`).
+///
+/// Example:
+///
+///     idempotency::InMemoryStore store;
+///     idempotency::IdempotencyExecutor exec{store};
+class InMemoryStore {
+ public:
+  using time_point = std::chrono::steady_clock::time_point;
+
+  explicit InMemoryStore(InMemoryStoreOptions options = {})
+      : options_(std::move(options)), shards_(round_up_pow2(options_.shards)) {
+    mask_ = shards_.size() - 1;
+  }
+
+  InMemoryStore(const InMemoryStore&) = delete;
+  InMemoryStore& operator=(const InMemoryStore&) = delete;
+
+  [[nodiscard]] std::string_view name() const noexcept { return "InMemoryStore"; }
+
+  /// Store contract 1: atomic claim-or-get.
+  ClaimResult claim(std::string_view key, std::string_view fingerprint,
+                    std::chrono::milliseconds lease) {
+    if (options_.max_records != 0 &&
+        count_.load(std::memory_order_relaxed) >= options_.max_records)
+      purge_expired(static_cast<std::size_t>(-1));
+    Shard& sh = shard_for(key);
+    std::unique_lock lock(sh.mutex);
+    const time_point now = clock_now();
+    maybe_sweep(sh, now);
+    auto it = sh.records.find(key);
+    if (it != sh.records.end() && live(it->second, now)) {
+      Record& r = it->second;
+      if (r.status == ClaimStatus::in_progress && r.lease_until <= now) {
+        // the lease passed: take it over with a new token (fencing)
+        r.token = Token::random();
+        r.lease_until = now + lease;
+        r.fingerprint.assign(fingerprint);
+        ClaimResult out;
+        out.token = r.token;
+        out.took_over = true;
+        return out;
+      }
+      ClaimResult out;
+      out.status = r.status;
+      out.fingerprint = r.fingerprint;
+      out.payload = r.payload;
+      const time_point until = r.status == ClaimStatus::in_progress ? r.lease_until : r.expires_at;
+      out.remaining = std::chrono::ceil<std::chrono::milliseconds>(until - now);
+      return out;
+    }
+    if (it == sh.records.end()) {
+      reserve_slot();
+      try {
+        it = sh.records.emplace(std::string(key), Record{}).first;
+      } catch (...) {
+        count_.fetch_sub(1, std::memory_order_relaxed);
+        throw;
+      }
+    }
+    Record& r = it->second;
+    r.status = ClaimStatus::in_progress;
+    r.token = Token::random();
+    r.lease_until = now + lease;
+    r.expires_at = time_point::max();
+    r.fingerprint.assign(fingerprint);
+    r.payload.clear();
+    r.payload.shrink_to_fit();
+    ClaimResult out;
+    out.token = r.token;
+    return out;
+  }
+
+  /// Store contract 2.
+  bool complete(std::string_view key, const Token& token, std::string_view payload,
+                std::chrono::milliseconds ttl) {
+    return finish(key, token, payload, ttl, ClaimStatus::completed);
+  }
+
+  /// Store contract 3.
+  bool fail(std::string_view key, const Token& token, std::string_view payload,
+            std::chrono::milliseconds ttl) {
+    return finish(key, token, payload, ttl, ClaimStatus::failed);
+  }
+
+  /// Store contract 4.
+  bool release(std::string_view key, const Token& token) {
+    Shard& sh = shard_for(key);
+    {
+      std::lock_guard lock(sh.mutex);
+      auto it = sh.records.find(key);
+      if (it == sh.records.end() || !held_by(it->second, token, clock_now())) return false;
+      sh.records.erase(it);
+      count_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    sh.changed.notify_all();
+    return true;
+  }
+
+  /// Store contract 5.
+  bool renew(std::string_view key, const Token& token, std::chrono::milliseconds lease) {
+    Shard& sh = shard_for(key);
+    std::lock_guard lock(sh.mutex);
+    const time_point now = clock_now();
+    auto it = sh.records.find(key);
+    if (it == sh.records.end() || !held_by(it->second, token, now)) return false;
+    it->second.lease_until = now + lease;
+    return true;
+  }
+
+  /// WaitableStore: returns when the in-progress record of `key` is completed, failed,
+  /// released or taken over, when its lease passed, or after `timeout` (real time).
+  void wait_for_change(std::string_view key, std::chrono::milliseconds timeout) {
+    Shard& sh = shard_for(key);
+    std::unique_lock lock(sh.mutex);
+    auto still_waiting = [&](const Token& t) {
+      auto it = sh.records.find(key);
+      if (it == sh.records.end()) return false;
+      const Record& r = it->second;
+      return r.status == ClaimStatus::in_progress && r.token == t && r.lease_until > clock_now();
+    };
+    auto it = sh.records.find(key);
+    if (it == sh.records.end() || it->second.status != ClaimStatus::in_progress) return;
+    const Token t = it->second.token;
+    sh.changed.wait_for(lock, timeout, [&] { return !still_waiting(t); });
+  }
+
+  /// PurgeableStore: reclaims up to `limit` expired records now; returns how many.
+  std::size_t purge_expired(std::size_t limit = static_cast<std::size_t>(-1)) {
+    std::size_t purged = 0;
+    for (Shard& sh : shards_) {
+      if (purged >= limit) break;
+      std::lock_guard lock(sh.mutex);
+      purged += sweep(sh, clock_now(), limit - purged);
+    }
+    return purged;
+  }
+
+  /// Records held now (live ones and expired ones not yet reclaimed).
+  [[nodiscard]] std::size_t size() const noexcept { return count_.load(std::memory_order_relaxed); }
+
+  /// The store's clock.
+  [[nodiscard]] time_point now() const { return clock_now(); }
+
+ private:
+  struct Record {
+    ClaimStatus status = ClaimStatus::in_progress;
+    Token token{};
+    time_point lease_until{};
+    time_point expires_at{};
+    std::string fingerprint{};
+    std::string payload{};
+  };
+
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+
+  struct Shard {
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::unordered_map<std::string, Record, StringHash, std::equal_to<>> records;
+    std::size_t ops_since_sweep = 0;
+    std::size_t size_after_sweep = 0;
+  };
+
+  static std::size_t round_up_pow2(std::size_t n) {
+    std::size_t p = 1;
+    while (p < n) p <<= 1;
+    return p;
+  }
+
+  [[nodiscard]] time_point clock_now() const {
+    return options_.clock ? options_.clock() : std::chrono::steady_clock::now();
+  }
+
+  Shard& shard_for(std::string_view key) {
+    // mix the hash so the shard index does not reuse the bits the map buckets on
+    std::size_t h = StringHash{}(key);
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 32;
+    return shards_[h & mask_];
+  }
+
+  [[nodiscard]] bool live(const Record& r, time_point now) const {
+    if (r.status == ClaimStatus::in_progress) return r.lease_until + options_.in_progress_grace > now;
+    return r.expires_at > now;
+  }
+
+  [[nodiscard]] bool held_by(const Record& r, const Token& token, time_point now) const {
+    return r.status == ClaimStatus::in_progress && r.token == token && live(r, now);
+  }
+
+  bool finish(std::string_view key, const Token& token, std::string_view payload,
+              std::chrono::milliseconds ttl, ClaimStatus status) {
+    Shard& sh = shard_for(key);
+    {
+      std::lock_guard lock(sh.mutex);
+      const time_point now = clock_now();
+      auto it = sh.records.find(key);
+      if (it == sh.records.end() || !held_by(it->second, token, now)) return false;
+      Record& r = it->second;
+      r.status = status;
+      r.payload.assign(payload);
+      r.expires_at = now + ttl;
+      r.token = Token{};
+    }
+    sh.changed.notify_all();
+    return true;
+  }
+
+  void reserve_slot() {
+    const std::size_t before = count_.fetch_add(1, std::memory_order_relaxed);
+    if (options_.max_records != 0 && before >= options_.max_records) {
+      count_.fetch_sub(1, std::memory_order_relaxed);
+      detail::raise<CapacityExceededError>(
+          std::string(name()), "claim",
+          "holds " + std::to_string(before) + " live records, the capacity bound is " +
+              std::to_string(options_.max_records));
+    }
+  }
+
+  void maybe_sweep(Shard& sh, time_point now) {
+    // sweep after as many operations as the shard held at its last sweep: O(1) amortized
+    if (++sh.ops_since_sweep < std::max<std::size_t>(64, sh.size_after_sweep)) return;
+    sweep(sh, now, static_cast<std::size_t>(-1));
+  }
+
+  std::size_t sweep(Shard& sh, time_point now, std::size_t limit) {
+    sh.ops_since_sweep = 0;
+    std::size_t purged = 0;
+    for (auto it = sh.records.begin(); it != sh.records.end() && purged < limit;) {
+      if (live(it->second, now)) {
+        ++it;
+      } else {
+        it = sh.records.erase(it);
+        ++purged;
+      }
+    }
+    count_.fetch_sub(purged, std::memory_order_relaxed);
+    sh.size_after_sweep = sh.records.size();
+    return purged;
+  }
+
+  InMemoryStoreOptions options_;
+  std::vector<Shard> shards_;
+  std::size_t mask_ = 0;
+  std::atomic<std::size_t> count_{0};
+};
+
+static_assert(Store<InMemoryStore>);
+static_assert(WaitableStore<InMemoryStore>);
+static_assert(PurgeableStore<InMemoryStore>);
+static_assert(!TransactionalStore<InMemoryStore>);
+
+} // namespace idempotency

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The idempotency authors
+#include <idempotency/store.hpp>
+
+#include "support/catch.hpp"
+
+#include <chrono>
+#include <set>
+#include <string>
+#include <string_view>
+
+namespace {
+using idempotency::ClaimResult;
+using idempotency::Token;
+using Ms = std::chrono::milliseconds;
+
+// A complete store shape (never run): every operation present.
+struct Complete {
+  ClaimResult claim(std::string_view, std::string_view, Ms) { return {}; }
+  bool complete(std::string_view, const Token&, std::string_view, Ms) { return false; }
+  bool fail(std::string_view, const Token&, std::string_view, Ms) { return false; }
+  bool release(std::string_view, const Token&) { return false; }
+  bool renew(std::string_view, const Token&, Ms) { return false; }
+  std::string_view name() const { return "complete"; }
+};
+
+// The usual mistake: a check, then a set, instead of one atomic claim.
+struct CheckThenSet {
+  std::optional<std::string> get(std::string_view) { return std::nullopt; }
+  void set_processing(std::string_view) {}
+  bool complete(std::string_view, const Token&, std::string_view, Ms) { return false; }
+  bool fail(std::string_view, const Token&, std::string_view, Ms) { return false; }
+  bool release(std::string_view, const Token&) { return false; }
+  bool renew(std::string_view, const Token&, Ms) { return false; }
+  std::string_view name() const { return "check-then-set"; }
+};
+
+// Unfenced: complete takes no token, so a stale holder could overwrite.
+struct Unfenced {
+  ClaimResult claim(std::string_view, std::string_view, Ms) { return {}; }
+  bool complete(std::string_view, std::string_view, Ms) { return false; }
+  bool fail(std::string_view, const Token&, std::string_view, Ms) { return false; }
+  bool release(std::string_view, const Token&) { return false; }
+  bool renew(std::string_view, const Token&, Ms) { return false; }
+  std::string_view name() const { return "unfenced"; }
+};
+
+struct NoRenew {
+  ClaimResult claim(std::string_view, std::string_view, Ms) { return {}; }
+  bool complete(std::string_view, const Token&, std::string_view, Ms) { return false; }
+  bool fail(std::string_view, const Token&, std::string_view, Ms) { return false; }
+  bool release(std::string_view, const Token&) { return false; }
+  std::string_view name() const { return "no-renew"; }
+};
+
+// claim returns the wrong type (a bool "did I get it?" loses the live record)
+struct BoolClaim {
+  bool claim(std::string_view, std::string_view, Ms) { return false; }
+  bool complete(std::string_view, const Token&, std::string_view, Ms) { return false; }
+  bool fail(std::string_view, const Token&, std::string_view, Ms) { return false; }
+  bool release(std::string_view, const Token&) { return false; }
+  bool renew(std::string_view, const Token&, Ms) { return false; }
+  std::string_view name() const { return "bool-claim"; }
+};
+
+struct WithWait : Complete {
+  void wait_for_change(std::string_view, Ms) {}
+};
+
+static_assert(idempotency::Store<Complete>);
+static_assert(!idempotency::Store<CheckThenSet>);
+static_assert(!idempotency::HasAtomicClaim<CheckThenSet>);
+static_assert(!idempotency::Store<Unfenced>);
+static_assert(!idempotency::HasFencedTransitions<Unfenced>);
+static_assert(!idempotency::Store<NoRenew>);
+static_assert(!idempotency::Store<BoolClaim>);
+static_assert(!idempotency::Store<int>);
+static_assert(!idempotency::WaitableStore<Complete>);
+static_assert(idempotency::WaitableStore<WithWait>);
+static_assert(!idempotency::PurgeableStore<Complete>);
+static_assert(!idempotency::TransactionalStore<Complete>);
+} // namespace
+
+TEST_CASE("Token hex round-trips and rejects anything else", "[store]") {
+  const Token t{0x0123456789abcdefULL, 0xfedcba9876543210ULL};
+  CHECK(t.to_hex() == "0123456789abcdeffedcba9876543210");
+  const auto back = Token::from_hex(t.to_hex());
+  REQUIRE(back.has_value());
+  CHECK(*back == t);
+  CHECK(Token::from_hex("0123456789ABCDEFFEDCBA9876543210") == t);
+  CHECK_FALSE(Token::from_hex("").has_value());
+  CHECK_FALSE(Token::from_hex("0123456789abcdeffedcba987654321").has_value());
+  CHECK_FALSE(Token::from_hex("0123456789abcdeffedcba98765432100").has_value());
+  CHECK_FALSE(Token::from_hex("0123456789abcdeffedcba987654321g").has_value());
+  CHECK(Token{}.empty());
+  CHECK_FALSE(t.empty());
+}
+
+TEST_CASE("random tokens are non-empty and distinct", "[store]") {
+  std::set<std::string> seen;
+  for (int i = 0; i < 10000; ++i) {
+    const Token t = Token::random();
+    REQUIRE_FALSE(t.empty());
+    REQUIRE(seen.insert(t.to_hex()).second);
+  }
+}
+
+TEST_CASE("ClaimResult defaults to acquired with nothing else set", "[store]") {
+  const ClaimResult r;
+  CHECK(r.acquired());
+  CHECK(r.token.empty());
+  CHECK(r.payload.empty());
+  CHECK(r.remaining == Ms(0));
+  CHECK_FALSE(r.took_over);
+}
