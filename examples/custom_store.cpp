@@ -19,7 +19,8 @@ int main() {
     return fmt::format("welcome mail #{} to {}", emails_sent, to);
   };
   for (int attempt = 1; attempt <= 3; ++attempt) {
-    const auto out = exec.execute_outcome("signup-7f3a", send_welcome, std::string("ada@example.org"));
+    const auto out =
+        exec.execute_outcome("signup-7f3a", send_welcome, std::string("ada@example.org"));
     fmt::print("attempt {}: {} ({})\n", attempt, out.value, out.replayed ? "replayed" : "executed");
   }
   fmt::print("emails sent: {}\n", emails_sent);

@@ -42,15 +42,23 @@ class MapStore {
         return out;
       }
       const bool took_over = in_progress;
-      r = Record{idempotency::ClaimStatus::in_progress, idempotency::Token::random(),
-                 now + lease, {}, std::string(fingerprint), {}};
+      r = Record{idempotency::ClaimStatus::in_progress,
+                 idempotency::Token::random(),
+                 now + lease,
+                 {},
+                 std::string(fingerprint),
+                 {}};
       idempotency::ClaimResult out;
       out.token = r.token;
       out.took_over = took_over;
       return out;
     }
-    Record r{idempotency::ClaimStatus::in_progress, idempotency::Token::random(), now + lease,
-             {}, std::string(fingerprint), {}};
+    Record r{idempotency::ClaimStatus::in_progress,
+             idempotency::Token::random(),
+             now + lease,
+             {},
+             std::string(fingerprint),
+             {}};
     idempotency::ClaimResult out;
     out.token = r.token;
     records_.emplace(std::string(key), std::move(r));

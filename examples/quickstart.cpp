@@ -13,7 +13,9 @@ struct Receipt {
   long amount_cents = 0;
 };
 // results are stored as JSON: give your type to_json / from_json (nlohmann's ADL hooks)
-void to_json(nlohmann::json& j, const Receipt& r) { j = {{"id", r.id}, {"amount", r.amount_cents}}; }
+void to_json(nlohmann::json& j, const Receipt& r) {
+  j = {{"id", r.id}, {"amount", r.amount_cents}};
+}
 void from_json(const nlohmann::json& j, Receipt& r) {
   j.at("id").get_to(r.id);
   j.at("amount").get_to(r.amount_cents);

@@ -14,7 +14,7 @@ namespace idempotency {
 
 /// What went wrong, one value per thing a caller reacts to differently.
 enum class errc : std::uint8_t {
-  invalid_key = 1,      ///< the key (or a scope part) breaks the key rules; nothing was sent to the store
+  invalid_key = 1,      ///< the key or a scope part breaks the rules; no store was called
   in_progress,          ///< another caller holds the key right now (HTTP 409)
   fingerprint_mismatch, ///< the key was used with a different request (HTTP 422)
   lease_lost,           ///< the claim was taken over or is gone; the result was NOT recorded
@@ -104,8 +104,10 @@ class StoreError : public Error {
 
  protected:
   StoreError(errc code, std::string store, std::string operation, std::string cause)
-      : Error(code, store + " " + operation + ": " + cause), store_(std::move(store)),
-        operation_(std::move(operation)), cause_(std::move(cause)) {}
+      : Error(code, store + " " + operation + ": " + cause),
+        store_(std::move(store)),
+        operation_(std::move(operation)),
+        cause_(std::move(cause)) {}
 
  private:
   std::string store_;
@@ -132,8 +134,10 @@ class CorruptRecordError : public Error {
 class ReplayedFailureError : public Error {
  public:
   ReplayedFailureError(std::string kind, std::string original_message)
-      : Error(errc::replayed_failure, "first execution failed with " + kind + ": " + original_message),
-        kind_(std::move(kind)), original_message_(std::move(original_message)) {}
+      : Error(errc::replayed_failure,
+              "first execution failed with " + kind + ": " + original_message),
+        kind_(std::move(kind)),
+        original_message_(std::move(original_message)) {}
   [[nodiscard]] const std::string& kind() const noexcept { return kind_; }
   [[nodiscard]] const std::string& original_message() const noexcept { return original_message_; }
 
@@ -148,7 +152,8 @@ class PayloadTooLargeError : public Error {
   PayloadTooLargeError(std::size_t size, std::size_t limit)
       : Error(errc::payload_too_large, "encoded result is " + std::to_string(size) +
                                            " bytes, over the limit of " + std::to_string(limit)),
-        size_(size), limit_(limit) {}
+        size_(size),
+        limit_(limit) {}
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
   [[nodiscard]] std::size_t limit() const noexcept { return limit_; }
 

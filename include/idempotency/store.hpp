@@ -42,10 +42,14 @@ struct Token {
     for (std::size_t i = 0; i < 32; ++i) {
       const char c = text[i];
       std::uint64_t v = 0;
-      if (c >= '0' && c <= '9') v = static_cast<std::uint64_t>(c - '0');
-      else if (c >= 'a' && c <= 'f') v = static_cast<std::uint64_t>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') v = static_cast<std::uint64_t>(c - 'A' + 10);
-      else return std::nullopt;
+      if (c >= '0' && c <= '9')
+        v = static_cast<std::uint64_t>(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        v = static_cast<std::uint64_t>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F')
+        v = static_cast<std::uint64_t>(c - 'A' + 10);
+      else
+        return std::nullopt;
       std::uint64_t& half = i < 16 ? t.hi : t.lo;
       half = (half << 4) | v;
     }
@@ -121,10 +125,10 @@ struct ClaimResult {
 /// memory is freed. The conformance suite (`idempotency/testing/conformance.hpp`) checks all
 /// of this. Stores do their own locking; the executor calls them from many threads.
 template <class S>
-concept HasAtomicClaim =
-    requires(S& s, std::string_view key, std::string_view fingerprint, std::chrono::milliseconds d) {
-      { s.claim(key, fingerprint, d) } -> std::same_as<ClaimResult>;
-    };
+concept HasAtomicClaim = requires(S& s, std::string_view key, std::string_view fingerprint,
+                                  std::chrono::milliseconds d) {
+  { s.claim(key, fingerprint, d) } -> std::same_as<ClaimResult>;
+};
 
 template <class S>
 concept HasFencedTransitions = requires(S& s, std::string_view key, std::string_view payload,
@@ -146,7 +150,8 @@ concept Store = HasAtomicClaim<S> && HasFencedTransitions<S> && HasStoreName<S>;
 /// Optional capability: block until the record of `key` may have changed, or `timeout` passed.
 /// Spurious returns are allowed. The executor uses it instead of polling when waiting.
 template <class S>
-concept WaitableStore = Store<S> && requires(S& s, std::string_view key, std::chrono::milliseconds d) {
+concept WaitableStore = Store<S> &&
+    requires(S& s, std::string_view key, std::chrono::milliseconds d) {
   s.wait_for_change(key, d);
 };
 
@@ -163,11 +168,11 @@ concept PurgeableStore = Store<S> && requires(S& s, std::size_t limit) {
 /// and commits both; if the token check fails it rolls everything back and returns false; if
 /// `body` throws it rolls back and rethrows.
 template <class S>
-concept TransactionalStore =
-    Store<S> && requires { typename S::transaction; } &&
-    requires(S& s, std::string_view key, const Token& t, std::chrono::milliseconds d,
-             std::function<std::string(typename S::transaction&)> body) {
-      { s.complete_in_transaction(key, t, d, body) } -> std::same_as<bool>;
-    };
+concept TransactionalStore = Store<S> && requires {
+  typename S::transaction;
+} && requires(S& s, std::string_view key, const Token& t, std::chrono::milliseconds d,
+              std::function<std::string(typename S::transaction&)> body) {
+  { s.complete_in_transaction(key, t, d, body) } -> std::same_as<bool>;
+};
 
 } // namespace idempotency

@@ -10,9 +10,13 @@ struct CheckThenSetStore {
   std::optional<std::string> get(std::string_view) { return std::nullopt; }
   void set_processing(std::string_view) {}
   bool complete(std::string_view, const idempotency::Token&, std::string_view,
-                std::chrono::milliseconds) { return false; }
+                std::chrono::milliseconds) {
+    return false;
+  }
   bool fail(std::string_view, const idempotency::Token&, std::string_view,
-            std::chrono::milliseconds) { return false; }
+            std::chrono::milliseconds) {
+    return false;
+  }
   bool release(std::string_view, const idempotency::Token&) { return false; }
   bool renew(std::string_view, const idempotency::Token&, std::chrono::milliseconds) {
     return false;

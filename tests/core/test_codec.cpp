@@ -5,8 +5,8 @@
 #include "support/catch.hpp"
 
 #include <map>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace idempotency;

@@ -56,8 +56,7 @@ TEST_CASE("every error has its code and the stable message prefix", "[errors]") 
   CHECK(rn.encoded_value() == "{\"v\":1}");
 }
 
-TEST_CASE("errors form one hierarchy under idempotency::Error and std::runtime_error",
-          "[errors]") {
+TEST_CASE("errors form one hierarchy under idempotency::Error and std::runtime_error", "[errors]") {
   try {
     detail::raise<CapacityExceededError>("S", "claim", "full");
   } catch (const StoreError& e) { // a capacity error is a store error

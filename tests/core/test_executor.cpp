@@ -180,11 +180,10 @@ TEST_CASE("remember: the failure is stored and replayed as a typed error", "[exe
 
 TEST_CASE("a classifier chooses release or remember per exception", "[executor]") {
   InMemoryStore store;
-  IdempotencyExecutor exec{
-      store, {.classify = [](const std::exception& e) {
-        return dynamic_cast<const shop::Declined*>(&e) ? OnException::remember
-                                                       : OnException::release;
-      }}};
+  IdempotencyExecutor exec{store, {.classify = [](const std::exception& e) {
+                             return dynamic_cast<const shop::Declined*>(&e) ? OnException::remember
+                                                                            : OnException::release;
+                           }}};
   int runs = 0;
   auto transient = [&]() -> int {
     ++runs;
@@ -202,8 +201,7 @@ TEST_CASE("a classifier chooses release or remember per exception", "[executor]"
   CHECK(runs == 3);
 }
 
-TEST_CASE("a stale holder's completion is a lease-lost error, never an overwrite",
-          "[executor]") {
+TEST_CASE("a stale holder's completion is a lease-lost error, never an overwrite", "[executor]") {
   ManualClock clock;
   InMemoryStore store{{.clock = clock.source()}};
   IdempotencyExecutor exec{store, {.lease = 10s}};
@@ -366,9 +364,10 @@ TEST_CASE("a store that is down gives a typed store error and runs nothing", "[e
   CHECK(exec.execute("k", [&] { return ++runs; }) == 1);
 }
 
-TEST_CASE("the store going down at completion: a typed error, the value never replayed as "
-          "recorded",
-          "[executor]") {
+TEST_CASE(
+    "the store going down at completion: a typed error, the value never replayed as "
+    "recorded",
+    "[executor]") {
   InMemoryStore inner;
   test::CountingStore store{inner};
   IdempotencyExecutor exec{store};
@@ -407,12 +406,11 @@ void race_exactly_once(Exec& exec, int threads, int keys, bool retry_in_progress
         const std::string key = "race-" + std::to_string(k);
         for (;;) {
           try {
-            seen[static_cast<std::size_t>(t)][static_cast<std::size_t>(k)] =
-                exec.execute(key, [&] {
-                  const int n = executions[static_cast<std::size_t>(k)].fetch_add(1) + 1;
-                  std::this_thread::yield();
-                  return static_cast<long>(k) * 1000 + t * 10 + n;
-                });
+            seen[static_cast<std::size_t>(t)][static_cast<std::size_t>(k)] = exec.execute(key, [&] {
+              const int n = executions[static_cast<std::size_t>(k)].fetch_add(1) + 1;
+              std::this_thread::yield();
+              return static_cast<long>(k) * 1000 + t * 10 + n;
+            });
             break;
           } catch (const InProgressError&) {
             if (!retry_in_progress) {

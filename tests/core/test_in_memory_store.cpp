@@ -36,8 +36,7 @@ struct OneShardHarness : InMemoryHarness {
 IDEMPOTENCY_STORE_CONFORMANCE("InMemoryStore", InMemoryHarness)
 IDEMPOTENCY_STORE_CONFORMANCE("InMemoryStore with one shard", OneShardHarness)
 
-TEST_CASE("expired records free their memory: the record count returns to zero",
-          "[in_memory]") {
+TEST_CASE("expired records free their memory: the record count returns to zero", "[in_memory]") {
   ManualClock clock;
   InMemoryStore store{{.in_progress_grace = 10s, .clock = clock.source()}};
   constexpr int n = 20000;
@@ -118,8 +117,7 @@ TEST_CASE("the capacity bound holds under concurrent claims", "[in_memory]") {
   CHECK(store.size() == 500);
 }
 
-TEST_CASE("wait_for_change wakes when the holder completes, not after the timeout",
-          "[in_memory]") {
+TEST_CASE("wait_for_change wakes when the holder completes, not after the timeout", "[in_memory]") {
   InMemoryStore store;
   const auto c = store.claim("k", "", 60s);
   REQUIRE(c.acquired());

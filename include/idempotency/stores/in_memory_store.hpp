@@ -62,8 +62,7 @@ class InMemoryStore {
   /// Store contract 1: atomic claim-or-get.
   ClaimResult claim(std::string_view key, std::string_view fingerprint,
                     std::chrono::milliseconds lease) {
-    if (options_.max_records != 0 &&
-        count_.load(std::memory_order_relaxed) >= options_.max_records)
+    if (options_.max_records != 0 && count_.load(std::memory_order_relaxed) >= options_.max_records)
       purge_expired(static_cast<std::size_t>(-1));
     Shard& sh = shard_for(key);
     std::unique_lock lock(sh.mutex);
@@ -228,7 +227,8 @@ class InMemoryStore {
   }
 
   [[nodiscard]] bool live(const Record& r, time_point now) const {
-    if (r.status == ClaimStatus::in_progress) return r.lease_until + options_.in_progress_grace > now;
+    if (r.status == ClaimStatus::in_progress)
+      return r.lease_until + options_.in_progress_grace > now;
     return r.expires_at > now;
   }
 
@@ -258,10 +258,10 @@ class InMemoryStore {
     const std::size_t before = count_.fetch_add(1, std::memory_order_relaxed);
     if (options_.max_records != 0 && before >= options_.max_records) {
       count_.fetch_sub(1, std::memory_order_relaxed);
-      detail::raise<CapacityExceededError>(
-          std::string(name()), "claim",
-          "holds " + std::to_string(before) + " live records, the capacity bound is " +
-              std::to_string(options_.max_records));
+      detail::raise<CapacityExceededError>(std::string(name()), "claim",
+                                           "holds " + std::to_string(before) +
+                                               " live records, the capacity bound is " +
+                                               std::to_string(options_.max_records));
     }
   }
 

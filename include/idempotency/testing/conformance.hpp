@@ -346,8 +346,10 @@ void run_store_conformance() {
           while (ready.load() < kThreads) std::this_thread::yield();
           try {
             const ClaimResult r = s.claim(k, "fp", lease);
-            if (r.acquired()) acquired.fetch_add(1);
-            else if (r.status == ClaimStatus::in_progress) in_progress.fetch_add(1);
+            if (r.acquired())
+              acquired.fetch_add(1);
+            else if (r.status == ClaimStatus::in_progress)
+              in_progress.fetch_add(1);
           } catch (...) {
             errors.fetch_add(1);
           }
@@ -392,7 +394,7 @@ void run_store_conformance() {
 
 /// Registers the conformance suite for `Harness` as one Catch2 test case named
 /// "<name> satisfies the Store contract", tagged [conformance].
-#define IDEMPOTENCY_STORE_CONFORMANCE(name, Harness)                                           \
-  TEST_CASE(name " satisfies the Store contract", "[conformance]") {                          \
-    ::idempotency::testing::run_store_conformance<Harness>();                                  \
+#define IDEMPOTENCY_STORE_CONFORMANCE(name, Harness)                 \
+  TEST_CASE(name " satisfies the Store contract", "[conformance]") { \
+    ::idempotency::testing::run_store_conformance<Harness>();        \
   }
