@@ -1,0 +1,676 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The idempotency authors
+#pragma once
+
+// SqliteStore: the embedded store. Several threads and several processes on one host share one
+// database file. Requires SQLite >= 3.35 (RETURNING); link the CMake target `idempotency::sqlite`.
+
+#include <idempotency/errors.hpp>
+#include <idempotency/store.hpp>
+
+#include <sqlite3.h>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#if SQLITE_VERSION_NUMBER < 3035000
+#error "idempotency::SqliteStore needs SQLite 3.35 or newer (INSERT ... RETURNING)"
+#endif
+
+namespace idempotency {
+
+/// How hard a commit waits for the disk (`PRAGMA synchronous`, always in WAL mode).
+enum class SqliteDurability : std::uint8_t {
+  /// `synchronous = NORMAL`: a commit is atomic and the file never corrupts, but the last
+  /// commits before a power loss or OS crash may be rolled back (a process crash loses nothing).
+  normal,
+  /// `synchronous = FULL`: every commit is fsync'ed to the WAL before it returns; survives
+  /// power loss, at the cost of one fsync per claim / complete.
+  full,
+};
+
+/// Options of `SqliteStore`.
+struct SqliteStoreOptions {
+  /// `normal` (default) or `full`; see `SqliteDurability`.
+  SqliteDurability durability = SqliteDurability::normal;
+  /// How long a statement waits for another connection's write lock before failing with
+  /// `StoreError` (`sqlite3_busy_timeout`).
+  std::chrono::milliseconds busy_timeout{10'000};
+  /// The store's clock (wall clock; every process sharing the file must agree on it). Empty:
+  /// `std::chrono::system_clock::now`. Tests inject a manual clock here.
+  std::function<std::chrono::system_clock::time_point()> clock{};
+  /// `purge_expired` deletes an in-progress record only this long after its lease passed, so a
+  /// slow holder nobody took over can still record its result (design §2).
+  std::chrono::milliseconds purge_in_progress_after{std::chrono::hours(1)};
+  /// Idle connections kept open for reuse; more are opened when more threads call at once.
+  std::size_t max_idle_connections = 16;
+};
+
+/// The open transaction handed to the body of `SqliteStore::complete_in_transaction`.
+///
+/// The body does its own writes on `db()` (the store's connection, inside a `BEGIN IMMEDIATE`
+/// transaction that also writes the completed record). It must not `COMMIT`, `ROLLBACK` or
+/// `BEGIN` itself (savepoints are fine), must not call the same store (that would wait for its
+/// own write lock), and must not keep `db()` after it returns.
+class SqliteTransaction {
+ public:
+  /// The open connection, for `sqlite3_prepare_v2` & co.
+  [[nodiscard]] sqlite3* db() const noexcept { return db_; }
+
+  /// Runs one or more SQL statements without results; throws `StoreError` on failure.
+  void exec(std::string_view sql) {
+    const std::string text(sql);
+    char* message = nullptr;
+    const int rc = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &message);
+    if (rc != SQLITE_OK) {
+      std::string cause = message != nullptr ? message : sqlite3_errstr(rc);
+      sqlite3_free(message);
+      detail::raise<StoreError>("sqlite", "transaction exec", std::move(cause));
+    }
+  }
+
+  /// Rows changed by the most recent INSERT / UPDATE / DELETE on this connection.
+  [[nodiscard]] std::int64_t changes() const noexcept { return sqlite3_changes64(db_); }
+
+  SqliteTransaction(const SqliteTransaction&) = delete;
+  SqliteTransaction& operator=(const SqliteTransaction&) = delete;
+  SqliteTransaction(SqliteTransaction&&) = delete;
+  SqliteTransaction& operator=(SqliteTransaction&&) = delete;
+  ~SqliteTransaction() = default;
+
+ private:
+  friend class SqliteStore;
+  explicit SqliteTransaction(sqlite3* db) noexcept : db_(db) {}
+  sqlite3* db_;
+};
+
+/// A `Store` over one SQLite database file, shared by threads and processes on one host.
+///
+/// - WAL journal; every claim is one `BEGIN IMMEDIATE` transaction around
+///   `INSERT … ON CONFLICT(key) DO UPDATE … WHERE expired … RETURNING`; complete / fail /
+///   release / renew are single token-checked statements.
+/// - Thread safety: one object may be used from any number of threads. It keeps a
+///   mutex-protected pool of connections (each with its prepared statements); a call checks
+///   one out for its duration, opening a new one when none is idle.
+/// - The schema (table `idempotency_records`) is created on first use and versioned with
+///   `PRAGMA user_version` (this store owns the file's user_version). A file that is not a
+///   database, cannot be written, or has a newer schema is refused with `StoreError` and left
+///   untouched.
+/// - Time is `SqliteStoreOptions::clock` (default: the system clock), in milliseconds.
+///
+/// Example:
+///
+///     idempotency::SqliteStore store{"/var/lib/app/idempotency.db"};
+///     idempotency::IdempotencyExecutor exec{store, {.result_ttl = 1h, .lease = 60s}};
+class SqliteStore {
+ public:
+  /// The transaction handed to `complete_in_transaction`'s body (TransactionalStore).
+  using transaction = SqliteTransaction;
+
+  /// The schema version this code writes and reads (`PRAGMA user_version`).
+  static constexpr int schema_version = 1;
+
+  /// Opens (creating it if missing) the database at `path` and checks or creates the schema.
+  /// Throws `StoreError` if the file is not a database, is read-only, or its schema is newer.
+  explicit SqliteStore(std::string path, SqliteStoreOptions options = {})
+      : path_(std::move(path)), options_(std::move(options)) {
+    if (!options_.clock) options_.clock = [] { return std::chrono::system_clock::now(); };
+    auto first = open_connection(/*initialize=*/true);
+    idle_.push_back(std::move(first));
+  }
+
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+  SqliteStore(SqliteStore&&) = delete;
+  SqliteStore& operator=(SqliteStore&&) = delete;
+  ~SqliteStore() = default;
+
+  /// "sqlite", for error messages.
+  [[nodiscard]] std::string_view name() const noexcept { return "sqlite"; }
+
+  /// The database file.
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+
+  /// Store concept 1: one `BEGIN IMMEDIATE` transaction.
+  [[nodiscard]] ClaimResult claim(std::string_view key, std::string_view fingerprint,
+                                  std::chrono::milliseconds lease) {
+    Lease c = checkout();
+    const std::int64_t now = now_ms();
+    TxGuard tx(*this, *c, "claim");
+    const Token token = Token::random();
+    const std::array<unsigned char, 16> token_bytes = encode_token(token);
+    ClaimResult r;
+    bool acquired = false;
+    {
+      Stmt s(*this, *c, StmtId::claim_upsert, "claim");
+      s.bind_blob(1, key);
+      s.bind_blob(2, as_view(token_bytes));
+      s.bind_blob(3, fingerprint);
+      s.bind_int(4, now + lease.count());
+      s.bind_int(5, now);
+      if (s.step()) {
+        acquired = true;
+        r.status = ClaimStatus::acquired;
+        r.token = token;
+        r.took_over = s.column_type(0) != SQLITE_NULL && s.column_int(0) == state_in_progress;
+        s.done();
+      }
+    }
+    if (acquired) {
+      tx.commit();
+      return r;
+    }
+    {
+      Stmt s(*this, *c, StmtId::select_record, "claim");
+      s.bind_blob(1, key);
+      if (!s.step()) raise_store("claim", "the record vanished inside the claim transaction");
+      const std::int64_t state = s.column_int(0);
+      switch (state) {
+        case state_in_progress: r.status = ClaimStatus::in_progress; break;
+        case state_completed: r.status = ClaimStatus::completed; break;
+        case state_failed: r.status = ClaimStatus::failed; break;
+        default:
+          detail::raise<CorruptRecordError>("sqlite record of key '" + std::string(key) +
+                                            "' has unknown state " + std::to_string(state));
+      }
+      if (s.column_type(1) == SQLITE_NULL)
+        detail::raise<CorruptRecordError>("sqlite record of key '" + std::string(key) +
+                                          "' has no fingerprint");
+      r.fingerprint = s.column_bytes(1);
+      if (r.status != ClaimStatus::in_progress) {
+        if (s.column_type(2) == SQLITE_NULL)
+          detail::raise<CorruptRecordError>("sqlite record of key '" + std::string(key) +
+                                            "' is finished but has no payload");
+        r.payload = s.column_bytes(2);
+      }
+      const std::int64_t left = s.column_int(3) - now;
+      r.remaining = std::chrono::milliseconds(left > 0 ? left : 1);
+    }
+    tx.commit();
+    return r;
+  }
+
+  /// Store concept 2: `InProgress(token)` → `Completed(payload)` for `ttl`.
+  bool complete(std::string_view key, const Token& token, std::string_view payload,
+                std::chrono::milliseconds ttl) {
+    return finish(key, token, payload, ttl, state_completed, "complete");
+  }
+
+  /// Store concept 3: `InProgress(token)` → `Failed(payload)` for `ttl`.
+  bool fail(std::string_view key, const Token& token, std::string_view payload,
+            std::chrono::milliseconds ttl) {
+    return finish(key, token, payload, ttl, state_failed, "fail");
+  }
+
+  /// Store concept 4: deletes `InProgress(token)`.
+  bool release(std::string_view key, const Token& token) {
+    Lease c = checkout();
+    const auto token_bytes = encode_token(token);
+    Stmt s(*this, *c, StmtId::release, "release");
+    s.bind_blob(1, key);
+    s.bind_blob(2, as_view(token_bytes));
+    s.run();
+    return sqlite3_changes(c->db.get()) == 1;
+  }
+
+  /// Store concept 5: sets the lease of `InProgress(token)` to `lease` from now.
+  bool renew(std::string_view key, const Token& token, std::chrono::milliseconds lease) {
+    Lease c = checkout();
+    const auto token_bytes = encode_token(token);
+    Stmt s(*this, *c, StmtId::renew, "renew");
+    s.bind_int(1, now_ms() + lease.count());
+    s.bind_blob(2, key);
+    s.bind_blob(3, as_view(token_bytes));
+    s.run();
+    return sqlite3_changes(c->db.get()) == 1;
+  }
+
+  /// PurgeableStore: deletes up to `limit` expired records (completed / failed past their TTL,
+  /// in-progress records `purge_in_progress_after` past their lease); returns how many went.
+  std::size_t purge_expired(std::size_t limit) {
+    if (limit == 0) return 0;
+    Lease c = checkout();
+    const std::int64_t now = now_ms();
+    Stmt s(*this, *c, StmtId::purge, "purge_expired");
+    s.bind_int(1, now);
+    s.bind_int(2, now - options_.purge_in_progress_after.count());
+    s.bind_int(3, limit > static_cast<std::size_t>(INT64_MAX) ? INT64_MAX
+                                                              : static_cast<std::int64_t>(limit));
+    s.run();
+    return static_cast<std::size_t>(sqlite3_changes64(c->db.get()));
+  }
+
+  /// TransactionalStore: in ONE `BEGIN IMMEDIATE` transaction, checks that `key` is still
+  /// `InProgress` holding `token`, calls `body(tx)` (the application's own writes on
+  /// `tx.db()`; it returns the encoded result), writes `Completed(result)` for `ttl`, and
+  /// commits both. If the token no longer holds, `body` is not called, nothing is written and
+  /// the result is false. If `body` throws, everything is rolled back and the exception
+  /// propagates. A crash before the commit leaves neither the writes nor the record.
+  ///
+  /// Example:
+  ///
+  ///     store.complete_in_transaction(key, claim.token, 1h, [&](SqliteStore::transaction& tx) {
+  ///       tx.exec("INSERT INTO ledger(amount) VALUES (42)");
+  ///       return std::string("receipt-1");
+  ///     });
+  bool complete_in_transaction(std::string_view key, const Token& token,
+                               std::chrono::milliseconds ttl,
+                               std::function<std::string(transaction&)> body) {
+    Lease c = checkout();
+    const auto token_bytes = encode_token(token);
+    TxGuard tx(*this, *c, "complete_in_transaction");
+    {
+      Stmt s(*this, *c, StmtId::check_token, "complete_in_transaction");
+      s.bind_blob(1, key);
+      s.bind_blob(2, as_view(token_bytes));
+      if (!s.step()) return false; // TxGuard rolls back
+    }
+    transaction handle(c->db.get());
+    std::string result = body(handle); // on throw: TxGuard rolls back, exception propagates
+    if (sqlite3_get_autocommit(c->db.get()) != 0)
+      raise_store("complete_in_transaction",
+                  "the body ended the store's transaction (COMMIT/ROLLBACK/END inside the body "
+                  "is not allowed; use SAVEPOINT)");
+    const std::int64_t now = now_ms();
+    {
+      Stmt s(*this, *c, StmtId::finish, "complete_in_transaction");
+      s.bind_int(1, state_completed);
+      s.bind_blob(2, result);
+      s.bind_int(3, now + ttl.count());
+      s.bind_blob(4, key);
+      s.bind_blob(5, as_view(token_bytes));
+      s.run();
+    }
+    if (sqlite3_changes(c->db.get()) != 1) return false; // the body touched our record
+    tx.commit();
+    return true;
+  }
+
+ private:
+  static constexpr std::int64_t state_in_progress = 0;
+  static constexpr std::int64_t state_completed = 1;
+  static constexpr std::int64_t state_failed = 2;
+
+  enum class StmtId : std::uint8_t {
+    begin_immediate,
+    commit,
+    rollback,
+    claim_upsert,
+    select_record,
+    finish,
+    release,
+    renew,
+    purge,
+    check_token,
+    count_,
+  };
+
+  static const char* sql_of(StmtId id) noexcept {
+    switch (id) {
+      case StmtId::begin_immediate: return "BEGIN IMMEDIATE";
+      case StmtId::commit: return "COMMIT";
+      case StmtId::rollback: return "ROLLBACK";
+      case StmtId::claim_upsert:
+        // prev_state: what the claim replaced (NULL: fresh insert; 0: a lease taken over).
+        return "INSERT INTO idempotency_records"
+               " (key, state, token, fingerprint, payload, expires_at, prev_state)"
+               " VALUES (?1, 0, ?2, ?3, NULL, ?4, NULL)"
+               " ON CONFLICT(key) DO UPDATE SET state = 0, token = excluded.token,"
+               " fingerprint = excluded.fingerprint, payload = NULL,"
+               " expires_at = excluded.expires_at, prev_state = idempotency_records.state"
+               " WHERE idempotency_records.expires_at <= ?5"
+               " RETURNING prev_state";
+      case StmtId::select_record:
+        return "SELECT state, fingerprint, payload, expires_at FROM idempotency_records"
+               " WHERE key = ?1";
+      case StmtId::finish:
+        return "UPDATE idempotency_records SET state = ?1, payload = ?2, expires_at = ?3"
+               " WHERE key = ?4 AND state = 0 AND token = ?5";
+      case StmtId::release:
+        return "DELETE FROM idempotency_records WHERE key = ?1 AND state = 0 AND token = ?2";
+      case StmtId::renew:
+        return "UPDATE idempotency_records SET expires_at = ?1"
+               " WHERE key = ?2 AND state = 0 AND token = ?3";
+      case StmtId::purge:
+        return "DELETE FROM idempotency_records WHERE key IN (SELECT key FROM idempotency_records"
+               " WHERE (state <> 0 AND expires_at <= ?1) OR (state = 0 AND expires_at <= ?2)"
+               " LIMIT ?3)";
+      case StmtId::check_token:
+        return "SELECT 1 FROM idempotency_records WHERE key = ?1 AND state = 0 AND token = ?2";
+      case StmtId::count_: break;
+    }
+    return "";
+  }
+
+  struct DbCloser {
+    void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+  };
+  struct StmtFinalizer {
+    void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
+  };
+
+  struct Connection {
+    std::unique_ptr<sqlite3, DbCloser> db;
+    // declared after db: finalized before the connection closes
+    std::array<std::unique_ptr<sqlite3_stmt, StmtFinalizer>,
+               static_cast<std::size_t>(StmtId::count_)>
+        stmts{};
+  };
+
+  // A connection checked out of the pool; goes back on destruction unless it is mid-transaction.
+  class Lease {
+   public:
+    Lease(SqliteStore& store, std::unique_ptr<Connection> c) : store_(&store), c_(std::move(c)) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Lease(Lease&&) = delete;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease() { store_->give_back(std::move(c_)); }
+    Connection& operator*() const noexcept { return *c_; }
+    Connection* operator->() const noexcept { return c_.get(); }
+
+   private:
+    SqliteStore* store_;
+    std::unique_ptr<Connection> c_;
+  };
+
+  // One use of a prepared statement: reset and unbound on scope exit.
+  class Stmt {
+   public:
+    Stmt(SqliteStore& store, Connection& c, StmtId id, const char* op)
+        : store_(store), c_(c), op_(op), s_(store.statement(c, id, op)) {}
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+    Stmt(Stmt&&) = delete;
+    Stmt& operator=(Stmt&&) = delete;
+    ~Stmt() {
+      sqlite3_reset(s_);
+      sqlite3_clear_bindings(s_);
+    }
+
+    void bind_blob(int i, std::string_view bytes) {
+      // a zero-length blob, not NULL, for empty input
+      const void* data = bytes.data() != nullptr ? bytes.data() : "";
+      check(sqlite3_bind_blob64(s_, i, data, static_cast<sqlite3_uint64>(bytes.size()),
+                                SQLITE_STATIC));
+    }
+    void bind_int(int i, std::int64_t v) { check(sqlite3_bind_int64(s_, i, v)); }
+
+    /// true: a row is available; false: done.
+    bool step() {
+      const int rc = sqlite3_step(s_);
+      if (rc == SQLITE_ROW) return true;
+      if (rc == SQLITE_DONE) return false;
+      store_.raise_sqlite(c_, rc, op_);
+    }
+    void run() {
+      while (step()) {
+      }
+    }
+    // RETURNING rows must be stepped to the end before the statement's effect is final.
+    void done() { run(); }
+
+    [[nodiscard]] int column_type(int i) const { return sqlite3_column_type(s_, i); }
+    [[nodiscard]] std::int64_t column_int(int i) const {
+      return static_cast<std::int64_t>(sqlite3_column_int64(s_, i));
+    }
+    [[nodiscard]] std::string column_bytes(int i) const {
+      const void* p = sqlite3_column_blob(s_, i);
+      const int n = sqlite3_column_bytes(s_, i);
+      if (p == nullptr || n <= 0) return {};
+      return std::string(static_cast<const char*>(p), static_cast<std::size_t>(n));
+    }
+
+   private:
+    void check(int rc) {
+      if (rc != SQLITE_OK) store_.raise_sqlite(c_, rc, op_);
+    }
+    SqliteStore& store_;
+    Connection& c_;
+    const char* op_;
+    sqlite3_stmt* s_;
+  };
+
+  // BEGIN IMMEDIATE on construction; ROLLBACK on destruction unless committed.
+  class TxGuard {
+   public:
+    TxGuard(SqliteStore& store, Connection& c, const char* op) : store_(store), c_(c), op_(op) {
+      Stmt s(store_, c_, StmtId::begin_immediate, op_);
+      s.run();
+    }
+    TxGuard(const TxGuard&) = delete;
+    TxGuard& operator=(const TxGuard&) = delete;
+    TxGuard(TxGuard&&) = delete;
+    TxGuard& operator=(TxGuard&&) = delete;
+    void commit() {
+      Stmt s(store_, c_, StmtId::commit, op_);
+      s.run();
+      committed_ = true;
+    }
+    ~TxGuard() {
+      if (committed_ || sqlite3_get_autocommit(c_.db.get()) != 0) return;
+      try {
+        Stmt s(store_, c_, StmtId::rollback, op_);
+        s.run();
+      } catch (...) {
+        // the connection is dropped by give_back (still inside a transaction)
+      }
+    }
+
+   private:
+    SqliteStore& store_;
+    Connection& c_;
+    const char* op_;
+    bool committed_ = false;
+  };
+
+  bool finish(std::string_view key, const Token& token, std::string_view payload,
+              std::chrono::milliseconds ttl, std::int64_t state, const char* op) {
+    Lease c = checkout();
+    const auto token_bytes = encode_token(token);
+    Stmt s(*this, *c, StmtId::finish, op);
+    s.bind_int(1, state);
+    s.bind_blob(2, payload);
+    s.bind_int(3, now_ms() + ttl.count());
+    s.bind_blob(4, key);
+    s.bind_blob(5, as_view(token_bytes));
+    s.run();
+    return sqlite3_changes(c->db.get()) == 1;
+  }
+
+  [[nodiscard]] std::int64_t now_ms() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               options_.clock().time_since_epoch())
+        .count();
+  }
+
+  static std::array<unsigned char, 16> encode_token(const Token& t) noexcept {
+    std::array<unsigned char, 16> out{};
+    for (std::size_t i = 0; i < 8; ++i) {
+      out[i] = static_cast<unsigned char>((t.hi >> (56 - 8 * i)) & 0xFFU);
+      out[8 + i] = static_cast<unsigned char>((t.lo >> (56 - 8 * i)) & 0xFFU);
+    }
+    return out;
+  }
+  static std::string_view as_view(const std::array<unsigned char, 16>& a) noexcept {
+    return {reinterpret_cast<const char*>(a.data()), a.size()};
+  }
+
+  [[noreturn]] void raise_store(const char* op, std::string cause) const {
+    detail::raise<StoreError>("sqlite", op, path_ + ": " + std::move(cause));
+  }
+  [[noreturn]] void raise_sqlite(const Connection& c, int rc, const char* op) const {
+    raise_sqlite(c.db.get(), rc, op);
+  }
+  [[noreturn]] void raise_sqlite(sqlite3* db, int rc, const char* op) const {
+    std::string cause = sqlite3_errstr(rc);
+    if (db != nullptr) {
+      const char* msg = sqlite3_errmsg(db);
+      if (msg != nullptr && cause != msg) cause += std::string(" (") + msg + ")";
+    }
+    cause += " [sqlite code " + std::to_string(rc) + "]";
+    raise_store(op, std::move(cause));
+  }
+
+  sqlite3_stmt* statement(Connection& c, StmtId id, const char* op) {
+    auto& slot = c.stmts[static_cast<std::size_t>(id)];
+    if (!slot) {
+      sqlite3_stmt* s = nullptr;
+      const int rc =
+          sqlite3_prepare_v3(c.db.get(), sql_of(id), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+      if (rc != SQLITE_OK) raise_sqlite(c, rc, op);
+      slot.reset(s);
+    }
+    return slot.get();
+  }
+
+  void exec_raw(sqlite3* db, const char* sql, const char* op) const {
+    const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) raise_sqlite(db, rc, op);
+  }
+
+  // Reads one integer (a PRAGMA or a scalar query).
+  std::int64_t query_int(sqlite3* db, const char* sql, const char* op) const {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &raw, nullptr);
+    if (rc != SQLITE_OK) raise_sqlite(db, rc, op);
+    std::unique_ptr<sqlite3_stmt, StmtFinalizer> s(raw);
+    rc = sqlite3_step(s.get());
+    if (rc == SQLITE_ROW) return static_cast<std::int64_t>(sqlite3_column_int64(s.get(), 0));
+    if (rc == SQLITE_DONE) return 0;
+    raise_sqlite(db, rc, op);
+  }
+
+  std::string query_text(sqlite3* db, const char* sql, const char* op) const {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &raw, nullptr);
+    if (rc != SQLITE_OK) raise_sqlite(db, rc, op);
+    std::unique_ptr<sqlite3_stmt, StmtFinalizer> s(raw);
+    rc = sqlite3_step(s.get());
+    if (rc == SQLITE_ROW) {
+      const unsigned char* t = sqlite3_column_text(s.get(), 0);
+      return t != nullptr ? std::string(reinterpret_cast<const char*>(t)) : std::string();
+    }
+    if (rc == SQLITE_DONE) return {};
+    raise_sqlite(db, rc, op);
+  }
+
+  // Checks the schema version; refuses anything this code does not own. Nothing is written.
+  void check_version(sqlite3* db, std::int64_t version, const char* op) const {
+    if (version > schema_version)
+      raise_store(op, "schema version " + std::to_string(version) +
+                          " is newer than this library's " + std::to_string(schema_version) +
+                          "; upgrade the library (the file was not touched)");
+    if (version != 0 && version != schema_version)
+      raise_store(op, "PRAGMA user_version is " + std::to_string(version) +
+                          ", not a schema version of this store (the file was not touched)");
+    if (version == schema_version &&
+        query_int(db,
+                  "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"
+                  " AND name = 'idempotency_records'",
+                  op) != 1)
+      raise_store(op, "PRAGMA user_version is " + std::to_string(version) +
+                          " but table idempotency_records is missing; the file belongs to another"
+                          " application (the file was not touched)");
+  }
+
+  std::unique_ptr<Connection> open_connection(bool initialize) {
+    const char* op = "open";
+    sqlite3* raw = nullptr;
+    const int rc =
+        sqlite3_open_v2(path_.c_str(), &raw,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    auto c = std::make_unique<Connection>();
+    c->db.reset(raw); // closed even when opening failed
+    if (rc != SQLITE_OK) raise_sqlite(raw, rc, op);
+    sqlite3* db = raw;
+    sqlite3_extended_result_codes(db, 1);
+    if (sqlite3_db_readonly(db, "main") == 1)
+      raise_store(op,
+                  "the database file is read-only for this process; SqliteStore needs to "
+                  "write (the file was not touched)");
+    const auto busy = options_.busy_timeout.count();
+    sqlite3_busy_timeout(db, busy > INT32_MAX ? INT32_MAX : static_cast<int>(busy));
+    if (initialize) {
+      // read before anything writes: SQLITE_NOTADB / a newer schema leave the file untouched
+      const std::int64_t version = query_int(db, "PRAGMA user_version", op);
+      check_version(db, version, op);
+    }
+    const std::string mode = query_text(db, "PRAGMA journal_mode = WAL", op);
+    if (mode != "wal")
+      raise_store(op, "could not switch to WAL (journal_mode is '" + mode +
+                          "'); SqliteStore needs a database file on a local file system");
+    exec_raw(db,
+             options_.durability == SqliteDurability::full ? "PRAGMA synchronous = FULL"
+                                                           : "PRAGMA synchronous = NORMAL",
+             op);
+    if (initialize) {
+      exec_raw(db, "BEGIN IMMEDIATE", op);
+      try {
+        const std::int64_t version = query_int(db, "PRAGMA user_version", op);
+        check_version(db, version, op); // another process may have created it meanwhile
+        if (version == 0) {
+          exec_raw(db,
+                   "CREATE TABLE idempotency_records ("
+                   " key BLOB PRIMARY KEY NOT NULL,"
+                   " state INTEGER NOT NULL," // 0 in progress, 1 completed, 2 failed
+                   " token BLOB,"             // 16 bytes, big-endian hi then lo
+                   " fingerprint BLOB NOT NULL,"
+                   " payload BLOB,"                // result or error bytes (finished records)
+                   " expires_at INTEGER NOT NULL," // ms since the epoch: lease end or TTL end
+                   " prev_state INTEGER"           // what the last claim replaced (diagnostics)
+                   ") WITHOUT ROWID;"
+                   "CREATE INDEX idempotency_records_expires ON idempotency_records(expires_at);"
+                   "PRAGMA user_version = 1;",
+                   op);
+        }
+        exec_raw(db, "COMMIT", op);
+      } catch (...) {
+        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+        throw;
+      }
+    }
+    return c;
+  }
+
+  Lease checkout() {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      if (!idle_.empty()) {
+        auto c = std::move(idle_.back());
+        idle_.pop_back();
+        return Lease(*this, std::move(c));
+      }
+    }
+    return Lease(*this, open_connection(/*initialize=*/false));
+  }
+
+  void give_back(std::unique_ptr<Connection> c) noexcept {
+    if (!c) return;
+    // a connection left inside a transaction (a failed ROLLBACK) is closed, never reused
+    if (sqlite3_get_autocommit(c->db.get()) == 0) return;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (idle_.size() < options_.max_idle_connections) idle_.push_back(std::move(c));
+  }
+
+  std::string path_;
+  SqliteStoreOptions options_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+};
+
+static_assert(Store<SqliteStore>);
+static_assert(PurgeableStore<SqliteStore>);
+static_assert(TransactionalStore<SqliteStore>);
+
+} // namespace idempotency

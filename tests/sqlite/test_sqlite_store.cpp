@@ -1,0 +1,660 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The idempotency authors
+#include <idempotency/stores/sqlite_store.hpp> // first: the header is self-contained
+
+#include <idempotency/testing/conformance.hpp>
+#include <idempotency/testing/manual_clock.hpp>
+
+#include "support/catch.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if __has_include(<idempotency/executor.hpp>)
+#include <idempotency/executor.hpp>
+#define IDEMPOTENCY_TEST_HAVE_EXECUTOR 1
+#endif
+
+namespace {
+
+using namespace std::chrono_literals;
+using idempotency::ClaimStatus;
+using idempotency::SqliteStore;
+using idempotency::SqliteStoreOptions;
+namespace fs = std::filesystem;
+
+// A fresh directory under /tmp, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "idempotency-sqlite-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
+  [[nodiscard]] const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// The manual clock as the store's wall clock.
+std::function<std::chrono::system_clock::time_point()> wall(
+    const idempotency::testing::ManualClock& c) {
+  return [&c] {
+    return std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            c.now().time_since_epoch()));
+  };
+}
+
+// A plain connection for looking at the file from the outside.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+        SQLITE_OK)
+      throw std::runtime_error("cannot open " + path);
+    sqlite3_busy_timeout(db_, 20'000);
+  }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+  ~RawDb() { sqlite3_close_v2(db_); }
+  void exec(const std::string& sql) {
+    char* msg = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
+      const std::string m = msg != nullptr ? msg : "?";
+      sqlite3_free(msg);
+      throw std::runtime_error(sql + ": " + m);
+    }
+  }
+  // every row, columns joined by '|'
+  std::vector<std::string> rows(const std::string& sql) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK)
+      throw std::runtime_error(sql + ": " + sqlite3_errmsg(db_));
+    std::vector<std::string> out;
+    int rc = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      std::string row;
+      for (int i = 0; i < sqlite3_column_count(s); ++i) {
+        if (i > 0) row += '|';
+        const unsigned char* t = sqlite3_column_text(s, i);
+        row += t != nullptr ? reinterpret_cast<const char*>(t) : "NULL";
+      }
+      out.push_back(row);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) throw std::runtime_error(sql + ": step failed");
+    return out;
+  }
+  std::string one(const std::string& sql) {
+    auto r = rows(sql);
+    return r.empty() ? std::string("<no row>") : r.front();
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A child process running sqlite_worker with its stdout on a pipe.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& args, bool as_nobody = false) {
+    int fds[2];
+    if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    std::vector<std::string> argv_s;
+    argv_s.emplace_back(IDEMPOTENCY_SQLITE_WORKER);
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      // only async-signal-safe calls until exec
+      ::dup2(fds[1], 1);
+      ::close(fds[0]);
+      ::close(fds[1]);
+      if (as_nobody && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(126);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    out_ = fds[0];
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (out_ >= 0) ::close(out_);
+  }
+
+  // One line of the child's stdout, or "" on EOF / timeout.
+  std::string read_line(std::chrono::milliseconds timeout = 30s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto nl = buffer_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+        return line;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left <= 0ms) return {};
+      pollfd p{out_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return {};
+      char chunk[256];
+      const ssize_t n = ::read(out_, chunk, sizeof chunk);
+      if (n <= 0) return {};
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+    }
+  }
+
+  void kill9() { ::kill(pid_, SIGKILL); }
+
+  // The raw wait status.
+  int wait() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    reaped_ = true;
+    return status;
+  }
+  // The exit code, or -signal.
+  int wait_exit_code() {
+    const int s = wait();
+    if (WIFEXITED(s)) return WEXITSTATUS(s);
+    if (WIFSIGNALED(s)) return -WTERMSIG(s);
+    return -1000;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  bool reaped_ = false;
+  std::string buffer_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The conformance suite, with a manual clock (no sleeping).
+
+struct SqliteHarness {
+  using store_type = SqliteStore;
+  TempDir dir_;
+  idempotency::testing::ManualClock clock_;
+  SqliteStore store_{dir_.file("conformance.db"), SqliteStoreOptions{.clock = wall(clock_)}};
+  SqliteStore& store() { return store_; }
+  [[nodiscard]] std::chrono::milliseconds unit() const { return 10ms; }
+  void advance(std::chrono::milliseconds d) { clock_.advance(d); }
+};
+
+} // namespace
+
+IDEMPOTENCY_STORE_CONFORMANCE("SqliteStore", SqliteHarness)
+
+namespace {
+int count_rows(RawDb& db, const std::string& table) {
+  return std::stoi(db.one("SELECT count(*) FROM " + table));
+}
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("SqliteStore: schema is created once, versioned, and survives reopening", "[sqlite]") {
+  TempDir dir;
+  const auto path = dir.file("schema.db");
+  idempotency::testing::ManualClock clock;
+  {
+    SqliteStore store{path, {.clock = wall(clock)}};
+    const auto c = store.claim("k", "fp", 10s);
+    REQUIRE(c.acquired());
+    REQUIRE(store.complete("k", c.token, "value", 1h));
+  }
+  RawDb raw(path);
+  CHECK(raw.one("PRAGMA user_version") == std::to_string(SqliteStore::schema_version));
+  CHECK(raw.one("PRAGMA journal_mode") == "wal");
+  SqliteStore again{path, {.clock = wall(clock)}}; // reopening keeps the records
+  const auto r = again.claim("k", "other", 10s);
+  CHECK(r.status == ClaimStatus::completed);
+  CHECK(r.payload == "value");
+  CHECK(r.fingerprint == "fp");
+}
+
+TEST_CASE("SqliteStore: durability sets PRAGMA synchronous on every connection", "[sqlite]") {
+  TempDir dir;
+  const auto path = dir.file("durability.db");
+  auto synchronous_of = [&](idempotency::SqliteDurability d) {
+    SqliteStore store{path, {.durability = d}};
+    const auto c = store.claim("k-" + std::to_string(static_cast<int>(d)), "", 10s);
+    REQUIRE(c.acquired());
+    std::string seen;
+    REQUIRE(store.complete_in_transaction(
+        "k-" + std::to_string(static_cast<int>(d)), c.token, 1h, [&](SqliteStore::transaction& tx) {
+          sqlite3_stmt* s = nullptr;
+          sqlite3_prepare_v2(tx.db(), "PRAGMA synchronous", -1, &s, nullptr);
+          if (sqlite3_step(s) == SQLITE_ROW) seen = std::to_string(sqlite3_column_int(s, 0));
+          sqlite3_finalize(s);
+          return std::string("ok");
+        }));
+    return seen;
+  };
+  CHECK(synchronous_of(idempotency::SqliteDurability::normal) == "1");
+  CHECK(synchronous_of(idempotency::SqliteDurability::full) == "2");
+}
+
+TEST_CASE("SqliteStore: purge_expired deletes expired records up to the limit", "[sqlite]") {
+  TempDir dir;
+  const auto path = dir.file("purge.db");
+  idempotency::testing::ManualClock clock;
+  SqliteStore store{path, {.clock = wall(clock), .purge_in_progress_after = 10min}};
+  RawDb raw(path);
+  for (int i = 0; i < 5; ++i) {
+    const auto k = "done-" + std::to_string(i);
+    const auto c = store.claim(k, "fp", 1min);
+    REQUIRE(c.acquired());
+    REQUIRE(store.complete(k, c.token, "v", 1s));
+  }
+  const auto live = store.claim("live", "fp", 1min);
+  REQUIRE(live.acquired());
+  REQUIRE(store.complete("live", live.token, "v", 1h));
+  const auto held = store.claim("held", "fp", 1s);
+  REQUIRE(held.acquired());
+
+  CHECK(store.purge_expired(100) == 0); // nothing expired yet
+  clock.advance(2s);
+  CHECK(store.purge_expired(2) == 2); // the limit holds
+  CHECK(store.purge_expired(100) == 3);
+  CHECK(count_rows(raw, "idempotency_records") == 2); // "live" and "held" (lease passed, grace not)
+  CHECK(store.complete("held", held.token, "late", 1s)); // a slow holder still records
+  clock.advance(2s);
+  CHECK(store.purge_expired(100) == 1);
+  const auto stale = store.claim("stale", "fp", 1s);
+  REQUIRE(stale.acquired());
+  clock.advance(5min);
+  CHECK(store.purge_expired(100) == 0); // in progress: kept during the grace period
+  clock.advance(6min);
+  CHECK(store.purge_expired(100) == 1);
+  CHECK(raw.one("SELECT group_concat(CAST(key AS TEXT)) FROM idempotency_records") == "live");
+  CHECK(store.purge_expired(0) == 0);
+}
+
+TEST_CASE("SqliteStore: transactional mode commits the operation's writes with the record",
+          "[sqlite][transactional]") {
+  TempDir dir;
+  const auto path = dir.file("tx.db");
+  idempotency::testing::ManualClock clock;
+  SqliteStore store{path, {.clock = wall(clock)}};
+  RawDb raw(path);
+  raw.exec("CREATE TABLE ledger(key TEXT NOT NULL, amount INTEGER NOT NULL)");
+
+  SECTION("an exception between the write and the commit leaves neither") {
+    const auto c = store.claim("pay-1", "fp", 10s);
+    REQUIRE(c.acquired());
+    bool wrote = false;
+    CHECK_THROWS_AS(
+        store.complete_in_transaction("pay-1", c.token, 1h,
+                                      [&](SqliteStore::transaction& tx) -> std::string {
+                                        tx.exec("INSERT INTO ledger VALUES ('pay-1', 100)");
+                                        wrote = tx.changes() == 1;
+                                        throw std::runtime_error("card declined");
+                                      }),
+        std::runtime_error);
+    CHECK(wrote); // the write really happened inside the transaction
+    CHECK(count_rows(raw, "ledger") == 0);
+    CHECK(store.claim("pay-1", "fp", 10s).status == ClaimStatus::in_progress);
+    // the holder can still finish it, and then both are there
+    CHECK(store.complete_in_transaction("pay-1", c.token, 1h, [](SqliteStore::transaction& tx) {
+      tx.exec("INSERT INTO ledger VALUES ('pay-1', 100)");
+      return std::string("receipt-1");
+    }));
+    CHECK(count_rows(raw, "ledger") == 1);
+    const auto r = store.claim("pay-1", "fp", 10s);
+    CHECK(r.status == ClaimStatus::completed);
+    CHECK(r.payload == "receipt-1");
+  }
+
+  SECTION("a stale token: the body is not run, nothing is written, the result is false") {
+    const auto stale = store.claim("pay-2", "fp", 1s);
+    REQUIRE(stale.acquired());
+    clock.advance(2s);
+    const auto fresh = store.claim("pay-2", "fp", 10s);
+    REQUIRE(fresh.acquired());
+    REQUIRE(fresh.took_over);
+    int calls = 0;
+    CHECK_FALSE(
+        store.complete_in_transaction("pay-2", stale.token, 1h, [&](SqliteStore::transaction& tx) {
+          ++calls;
+          tx.exec("INSERT INTO ledger VALUES ('pay-2', 1)");
+          return std::string("stale");
+        }));
+    CHECK(calls == 0);
+    CHECK(count_rows(raw, "ledger") == 0);
+    CHECK(store.claim("pay-2", "fp", 10s).status == ClaimStatus::in_progress);
+  }
+
+  SECTION("a body that ends the transaction itself is refused") {
+    const auto c = store.claim("pay-3", "fp", 10s);
+    REQUIRE(c.acquired());
+    CHECK_THROWS_AS(store.complete_in_transaction("pay-3", c.token, 1h,
+                                                  [](SqliteStore::transaction& tx) {
+                                                    tx.exec("COMMIT");
+                                                    return std::string("x");
+                                                  }),
+                    idempotency::StoreError);
+    CHECK(store.claim("pay-3", "fp", 10s).status == ClaimStatus::in_progress);
+    // the store is still usable afterwards
+    CHECK(store.complete("pay-3", c.token, "done", 1h));
+  }
+
+  SECTION("a body that deletes its own record gets false and everything rolls back") {
+    const auto c = store.claim("pay-4", "fp", 10s);
+    REQUIRE(c.acquired());
+    CHECK_FALSE(
+        store.complete_in_transaction("pay-4", c.token, 1h, [](SqliteStore::transaction& tx) {
+          tx.exec("INSERT INTO ledger VALUES ('pay-4', 1)");
+          tx.exec("DELETE FROM idempotency_records WHERE CAST(key AS TEXT) = 'pay-4'");
+          return std::string("x");
+        }));
+    CHECK(count_rows(raw, "ledger") == 0);
+    CHECK(store.claim("pay-4", "fp", 10s).status == ClaimStatus::in_progress);
+  }
+}
+
+TEST_CASE("SqliteStore: a SIGKILLed transaction leaves neither the write nor the record",
+          "[sqlite][transactional][process]") {
+  TempDir dir;
+  const auto path = dir.file("tx-crash.db");
+  SqliteStore store{path}; // real clock: the child uses it too
+  RawDb raw(path);
+  raw.exec("CREATE TABLE ledger(key TEXT NOT NULL, amount INTEGER NOT NULL)");
+
+  constexpr auto lease = 1500ms;
+  Child child({"tx-crash", path, "charge-7", std::to_string(lease.count())});
+  const std::string line = child.read_line();
+  REQUIRE(line.rfind("written ", 0) == 0);
+  const auto stale = idempotency::Token::from_hex(line.substr(8));
+  REQUIRE(stale.has_value());
+  child.kill9();
+  CHECK(child.wait_exit_code() == -SIGKILL);
+
+  CHECK(count_rows(raw, "ledger") == 0);
+  const auto seen = store.claim("charge-7", "fp", 10s);
+  CHECK(seen.status != ClaimStatus::completed); // no record of a result either
+  // after the lease a retry takes over and commits both
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  idempotency::ClaimResult mine = seen;
+  while (!mine.acquired() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+    mine = store.claim("charge-7", "fp", 10s);
+  }
+  REQUIRE(mine.acquired());
+  CHECK(mine.took_over);
+  CHECK_FALSE(store.complete("charge-7", *stale, "stale", 1h));
+  CHECK(store.complete_in_transaction("charge-7", mine.token, 1h, [](SqliteStore::transaction& tx) {
+    tx.exec("INSERT INTO ledger VALUES ('charge-7', 100)");
+    return std::string("receipt-7");
+  }));
+  CHECK(count_rows(raw, "ledger") == 1);
+  CHECK(store.claim("charge-7", "fp", 10s).payload == "receipt-7");
+  CHECK(raw.one("PRAGMA integrity_check") == "ok");
+}
+
+TEST_CASE("SqliteStore: a process SIGKILLed while holding a claim is taken over after its lease",
+          "[sqlite][process]") {
+  TempDir dir;
+  const auto path = dir.file("kill.db");
+  SqliteStore store{path};
+  constexpr auto lease = 2000ms;
+  Child child({"hold", path, "job-1", std::to_string(lease.count())});
+  const std::string line = child.read_line();
+  REQUIRE(line.rfind("claimed ", 0) == 0);
+  const auto stale = idempotency::Token::from_hex(line.substr(8));
+  REQUIRE(stale.has_value());
+  std::this_thread::sleep_for(100ms); // let it write other keys: the kill lands mid-work
+  child.kill9();
+  CHECK(child.wait_exit_code() == -SIGKILL);
+
+  const auto during = store.claim("job-1", "fp", 10s);
+  const auto killed_at = std::chrono::steady_clock::now();
+  // still the dead holder's (its lease has not passed yet), unless the machine was very slow
+  if (during.acquired())
+    WARN("the lease had already passed when the parent looked");
+  else
+    CHECK(during.status == ClaimStatus::in_progress);
+  idempotency::ClaimResult mine = during;
+  while (!mine.acquired() && std::chrono::steady_clock::now() < killed_at + 20s) {
+    std::this_thread::sleep_for(50ms);
+    mine = store.claim("job-1", "fp", 10s);
+  }
+  REQUIRE(mine.acquired());
+  CHECK(mine.took_over);
+  CHECK(mine.token != *stale);
+  CHECK_FALSE(store.complete("job-1", *stale, "from the dead", 1h));
+  CHECK(store.complete("job-1", mine.token, "from the survivor", 1h));
+  CHECK(store.claim("job-1", "fp", 10s).payload == "from the survivor");
+  RawDb raw(path);
+  CHECK(raw.one("PRAGMA integrity_check") == "ok");
+}
+
+TEST_CASE("SqliteStore: exactly once across 4 processes x 2 threads x 1,000 keys",
+          "[sqlite][process]") {
+  constexpr int processes = 4;
+  constexpr int threads = 2;
+  constexpr int keys = 1000;
+  TempDir dir;
+  const auto path = dir.file("shared.db");
+  SqliteStore store{path}; // creates the schema before the children race
+  RawDb raw(path);
+  raw.exec("CREATE TABLE executions(key TEXT NOT NULL, value TEXT NOT NULL)");
+
+  std::vector<std::unique_ptr<Child>> children;
+  std::vector<std::string> outs;
+  for (int p = 0; p < processes; ++p) {
+    outs.push_back(dir.file("out-" + std::to_string(p) + ".txt"));
+    children.push_back(std::make_unique<Child>(
+        std::vector<std::string>{"exactly-once", path, std::to_string(keys),
+                                 std::to_string(threads), std::to_string(p), outs.back()}));
+  }
+  std::vector<int> codes;
+  for (auto& c : children) codes.push_back(c->wait_exit_code());
+  for (int code : codes) REQUIRE(code == 0);
+
+  // executions per key, from the side table the executing caller wrote
+  std::map<std::string, std::vector<std::string>> executed;
+  for (const auto& row : raw.rows("SELECT key, value FROM executions")) {
+    const auto bar = row.find('|');
+    executed[row.substr(0, bar)].push_back(row.substr(bar + 1));
+  }
+  CHECK(executed.size() == static_cast<std::size_t>(keys));
+  int more_than_once = 0;
+  for (const auto& [key, values] : executed)
+    if (values.size() != 1) ++more_than_once;
+  CHECK(more_than_once == 0);
+
+  // every caller got the value of the one execution
+  std::size_t answers = 0;
+  int wrong = 0;
+  std::map<std::string, std::set<std::string>> executors_seen;
+  for (const auto& out : outs) {
+    std::ifstream in(out);
+    std::string idx;
+    std::string value;
+    while (in >> idx >> value) {
+      ++answers;
+      const auto it = executed.find("key-" + idx);
+      if (it == executed.end() || it->second.front() != value) ++wrong;
+    }
+  }
+  CHECK(answers == static_cast<std::size_t>(processes * threads * keys));
+  CHECK(wrong == 0);
+  // and the store replays exactly that value
+  int replay_mismatch = 0;
+  for (const auto& [key, values] : executed) {
+    const auto r = store.claim(key, "fp", 10s);
+    if (r.status != ClaimStatus::completed || r.payload != values.front()) ++replay_mismatch;
+  }
+  CHECK(replay_mismatch == 0);
+  CHECK(raw.one("PRAGMA integrity_check") == "ok");
+}
+
+TEST_CASE("SqliteStore: bad input is a typed error and the file is left untouched",
+          "[sqlite][bad-input]") {
+  TempDir dir;
+
+  SECTION("a file that is not a database") {
+    const auto path = dir.file("notes.txt");
+    std::string text;
+    for (int i = 0; i < 200; ++i)
+      text += "this is not an SQLite database, line " + std::to_string(i) + "\n";
+    std::ofstream(path, std::ios::binary) << text;
+    try {
+      SqliteStore store{path};
+      FAIL("opened a text file as a database");
+    } catch (const idempotency::StoreError& e) {
+      CHECK(e.code() == idempotency::errc::store_failure);
+      CHECK(e.operation() == "open");
+      CHECK(e.cause().find("not a database") != std::string::npos);
+    }
+    CHECK(read_file(path) == text);
+  }
+
+  SECTION("a schema from a newer version") {
+    const auto path = dir.file("newer.db");
+    {
+      RawDb raw(path);
+      raw.exec(
+          "CREATE TABLE idempotency_records(key BLOB PRIMARY KEY, future_column TEXT);"
+          "INSERT INTO idempotency_records VALUES (x'01', 'kept');"
+          "PRAGMA user_version = 2;");
+    }
+    const std::string before = read_file(path);
+    try {
+      SqliteStore store{path};
+      FAIL("opened a newer schema");
+    } catch (const idempotency::StoreError& e) {
+      CHECK(e.cause().find("newer") != std::string::npos);
+    }
+    CHECK(read_file(path) == before); // not even switched to WAL
+    RawDb raw(path);
+    CHECK(raw.one("PRAGMA user_version") == "2");
+    CHECK(raw.one("SELECT future_column FROM idempotency_records") == "kept");
+  }
+
+  SECTION("a database whose user_version belongs to another application") {
+    const auto path = dir.file("foreign.db");
+    {
+      RawDb raw(path);
+      raw.exec("CREATE TABLE app(x); PRAGMA user_version = 1;");
+    }
+    const std::string before = read_file(path);
+    CHECK_THROWS_AS(SqliteStore(path), idempotency::StoreError);
+    CHECK(read_file(path) == before);
+  }
+
+  SECTION("an in-memory database is refused (every pooled connection would see another one)") {
+    CHECK_THROWS_AS(SqliteStore(":memory:"), idempotency::StoreError);
+  }
+
+  SECTION("a read-only file") {
+    const auto path = dir.file("readonly.db");
+    {
+      SqliteStore store{path};
+      const auto c = store.claim("kept", "fp", 10s);
+      REQUIRE(c.acquired());
+      REQUIRE(store.complete("kept", c.token, "value", 1h));
+    }
+    REQUIRE_FALSE(fs::exists(path + "-wal")); // checkpointed on close
+    const std::string before = read_file(path);
+    ::chmod(path.c_str(), 0444);
+    ::chmod(dir.path().c_str(), 0755);
+    // root ignores file modes: open it as "nobody" in a child process then
+    Child child({"open", path}, /*as_nobody=*/::geteuid() == 0);
+    const std::string message = child.read_line();
+    CHECK(child.wait_exit_code() == 0); // 0: StoreError, 3: it opened
+    CHECK(message.find("read-only") != std::string::npos);
+    CHECK(read_file(path) == before);
+    ::chmod(path.c_str(), 0644);
+    SqliteStore store{path};
+    CHECK(store.claim("kept", "fp", 10s).payload == "value");
+  }
+}
+
+#if defined(IDEMPOTENCY_TEST_HAVE_EXECUTOR)
+TEST_CASE("SqliteStore: the executor's transactional form runs once and replays",
+          "[sqlite][executor]") {
+  TempDir dir;
+  const auto path = dir.file("executor.db");
+  SqliteStore store{path};
+  RawDb raw(path);
+  raw.exec("CREATE TABLE ledger(key TEXT NOT NULL, amount INTEGER NOT NULL)");
+  idempotency::IdempotencyExecutor exec{store, {.result_ttl = 1h, .lease = 60s}};
+
+  int runs = 0;
+  auto charge = [&](SqliteStore::transaction& tx) {
+    ++runs;
+    tx.exec("INSERT INTO ledger VALUES ('order-1', 250)");
+    return std::string("receipt-for-order-1");
+  };
+  const auto first = exec.execute_in_transaction_outcome("order-1", {}, charge);
+  const auto second = exec.execute_in_transaction_outcome("order-1", {}, charge);
+  CHECK_FALSE(first.replayed);
+  CHECK(second.replayed);
+  CHECK(first.value == "receipt-for-order-1");
+  CHECK(second.value == first.value);
+  CHECK(runs == 1);
+  CHECK(count_rows(raw, "ledger") == 1);
+
+  // an exception rolls the write back and releases the key: the retry runs again
+  int attempts = 0;
+  auto flaky = [&](SqliteStore::transaction& tx) -> int {
+    tx.exec("INSERT INTO ledger VALUES ('order-2', 99)");
+    if (++attempts == 1) throw std::runtime_error("network blip");
+    return 42;
+  };
+  CHECK_THROWS_AS(exec.execute_in_transaction("order-2", flaky), std::runtime_error);
+  CHECK(raw.one("SELECT count(*) FROM ledger WHERE key = 'order-2'") == "0");
+  CHECK(exec.execute_in_transaction("order-2", flaky) == 42);
+  CHECK(exec.execute_in_transaction("order-2", flaky) == 42);
+  CHECK(attempts == 2);
+  CHECK(raw.one("SELECT count(*) FROM ledger WHERE key = 'order-2'") == "1");
+}
+#endif
