@@ -64,11 +64,12 @@ class InMemoryStore {
                     std::chrono::milliseconds lease) {
     if (options_.max_records != 0 && count_.load(std::memory_order_relaxed) >= options_.max_records)
       purge_expired(static_cast<std::size_t>(-1));
-    Shard& sh = shard_for(key);
+    const HashedKey hk = hashed(key);
+    Shard& sh = shard_for(hk);
     std::unique_lock lock(sh.mutex);
     const time_point now = clock_now();
     maybe_sweep(sh, now);
-    auto it = sh.records.find(key);
+    auto it = sh.records.find(hk);
     if (it != sh.records.end() && live(it->second, now)) {
       Record& r = it->second;
       if (r.status == ClaimStatus::in_progress && r.lease_until <= now) {
@@ -125,10 +126,11 @@ class InMemoryStore {
 
   /// Store contract 4.
   bool release(std::string_view key, const Token& token) {
-    Shard& sh = shard_for(key);
+    const HashedKey hk = hashed(key);
+    Shard& sh = shard_for(hk);
     {
       std::lock_guard lock(sh.mutex);
-      auto it = sh.records.find(key);
+      auto it = sh.records.find(hk);
       if (it == sh.records.end() || !held_by(it->second, token, clock_now())) return false;
       sh.records.erase(it);
       count_.fetch_sub(1, std::memory_order_relaxed);
@@ -139,10 +141,11 @@ class InMemoryStore {
 
   /// Store contract 5.
   bool renew(std::string_view key, const Token& token, std::chrono::milliseconds lease) {
-    Shard& sh = shard_for(key);
+    const HashedKey hk = hashed(key);
+    Shard& sh = shard_for(hk);
     std::lock_guard lock(sh.mutex);
     const time_point now = clock_now();
-    auto it = sh.records.find(key);
+    auto it = sh.records.find(hk);
     if (it == sh.records.end() || !held_by(it->second, token, now)) return false;
     it->second.lease_until = now + lease;
     return true;
@@ -151,15 +154,16 @@ class InMemoryStore {
   /// WaitableStore: returns when the in-progress record of `key` is completed, failed,
   /// released or taken over, when its lease passed, or after `timeout` (real time).
   void wait_for_change(std::string_view key, std::chrono::milliseconds timeout) {
-    Shard& sh = shard_for(key);
+    const HashedKey hk = hashed(key);
+    Shard& sh = shard_for(hk);
     std::unique_lock lock(sh.mutex);
     auto still_waiting = [&](const Token& t) {
-      auto it = sh.records.find(key);
+      auto it = sh.records.find(hk);
       if (it == sh.records.end()) return false;
       const Record& r = it->second;
       return r.status == ClaimStatus::in_progress && r.token == t && r.lease_until > clock_now();
     };
-    auto it = sh.records.find(key);
+    auto it = sh.records.find(hk);
     if (it == sh.records.end() || it->second.status != ClaimStatus::in_progress) return;
     const Token t = it->second.token;
     sh.changed.wait_for(lock, timeout, [&] { return !still_waiting(t); });
@@ -192,17 +196,32 @@ class InMemoryStore {
     std::string payload{};
   };
 
-  struct StringHash {
+  // A key with its hash computed once: the shard is chosen from it and the map looks it up
+  // without hashing again (heterogeneous lookup).
+  struct HashedKey {
+    std::string_view key;
+    std::size_t hash;
+  };
+
+  struct KeyHash {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const noexcept {
       return std::hash<std::string_view>{}(s);
     }
+    std::size_t operator()(const HashedKey& k) const noexcept { return k.hash; }
+  };
+
+  struct KeyEqual {
+    using is_transparent = void;
+    bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
+    bool operator()(const HashedKey& a, std::string_view b) const noexcept { return a.key == b; }
+    bool operator()(std::string_view a, const HashedKey& b) const noexcept { return a == b.key; }
   };
 
   struct Shard {
     std::mutex mutex;
     std::condition_variable changed;
-    std::unordered_map<std::string, Record, StringHash, std::equal_to<>> records;
+    std::unordered_map<std::string, Record, KeyHash, KeyEqual> records;
     std::size_t ops_since_sweep = 0;
     std::size_t size_after_sweep = 0;
   };
@@ -217,9 +236,13 @@ class InMemoryStore {
     return options_.clock ? options_.clock() : std::chrono::steady_clock::now();
   }
 
-  Shard& shard_for(std::string_view key) {
+  [[nodiscard]] static HashedKey hashed(std::string_view key) noexcept {
+    return HashedKey{key, KeyHash{}(key)};
+  }
+
+  Shard& shard_for(const HashedKey& k) {
     // mix the hash so the shard index does not reuse the bits the map buckets on
-    std::size_t h = StringHash{}(key);
+    std::size_t h = k.hash;
     h ^= h >> 29;
     h *= 0xbf58476d1ce4e5b9ULL;
     h ^= h >> 32;
@@ -238,11 +261,12 @@ class InMemoryStore {
 
   bool finish(std::string_view key, const Token& token, std::string_view payload,
               std::chrono::milliseconds ttl, ClaimStatus status) {
-    Shard& sh = shard_for(key);
+    const HashedKey hk = hashed(key);
+    Shard& sh = shard_for(hk);
     {
       std::lock_guard lock(sh.mutex);
       const time_point now = clock_now();
-      auto it = sh.records.find(key);
+      auto it = sh.records.find(hk);
       if (it == sh.records.end() || !held_by(it->second, token, now)) return false;
       Record& r = it->second;
       r.status = status;
