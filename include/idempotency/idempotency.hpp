@@ -2,9 +2,10 @@
 // Copyright (c) 2026 The idempotency authors
 #pragma once
 
-// The umbrella header: the executor, the Store concept, the in-memory store, errors and
-// formatters. Store adapters over a client library have headers of their own under
-// idempotency/stores/ (sqlite_store.hpp, redis_store.hpp, postgres_store.hpp).
+// The umbrella header: the executor, the Store concept, the in-memory store, errors,
+// formatters, the observer and the retry helper. Store adapters over a client library have
+// headers of their own under idempotency/stores/ (sqlite_store.hpp, redis_store.hpp,
+// postgres_store.hpp).
 
 #include <idempotency/codec.hpp>
 #include <idempotency/errors.hpp>
@@ -12,6 +13,8 @@
 #include <idempotency/fingerprint.hpp>
 #include <idempotency/format.hpp>
 #include <idempotency/key.hpp>
+#include <idempotency/observer.hpp>
+#include <idempotency/retry.hpp>
 #include <idempotency/store.hpp>
 #include <idempotency/stores/in_memory_store.hpp>
 

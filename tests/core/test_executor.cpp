@@ -370,16 +370,19 @@ TEST_CASE(
     "[executor]") {
   InMemoryStore inner;
   test::CountingStore store{inner};
-  IdempotencyExecutor exec{store};
+  IdempotencyExecutor exec{store,
+                           {.completion_retry = {.max_attempts = 3, .initial_backoff = 1ms}}};
   int runs = 0;
+  // completion is retried, then the typed error carries the value (see test_policies.cpp)
   CHECK_THROWS_AS(exec.execute("k",
                                [&] {
                                  store.down = true;
                                  return ++runs;
                                }),
-                  StoreError);
+                  ResultNotRecordedError);
+  CHECK(store.completes.load() == 3);
   store.down = false;
-  // nothing was recorded; the guard's release also failed, so the key stays in progress until
+  // nothing was recorded and the claim was left in place, so the key stays in progress until
   // its lease passes
   CHECK_THROWS_AS(exec.execute("k", [&] { return ++runs; }), InProgressError);
   CHECK(runs == 1);

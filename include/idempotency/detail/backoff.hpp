@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The idempotency authors
+#pragma once
+// Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And
+// Jitter"): the pause before retry n is uniform in [0, min(cap, base * 2^n)].
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+namespace idempotency::detail {
+
+/// A per-thread generator, so no lock is taken.
+inline std::minstd_rand& jitter_engine() {
+  thread_local std::minstd_rand gen{std::random_device{}()};
+  return gen;
+}
+
+/// `min(cap, initial * multiplier^retry)`, computed without overflow.
+inline std::chrono::milliseconds exponential_backoff(std::chrono::milliseconds initial,
+                                                     std::chrono::milliseconds cap, int retry,
+                                                     double multiplier = 2.0) {
+  if (initial.count() <= 0) return std::chrono::milliseconds(0);
+  double d = static_cast<double>(initial.count());
+  const double c = static_cast<double>(cap.count());
+  for (int i = 0; i < retry && d < c; ++i) d *= multiplier;
+  return std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(std::min(d, c)));
+}
+
+/// Full jitter: uniform in [0, cap].
+inline std::chrono::milliseconds full_jitter(std::chrono::milliseconds cap) {
+  if (cap.count() <= 0) return std::chrono::milliseconds(0);
+  std::uniform_int_distribution<std::chrono::milliseconds::rep> dist(0, cap.count());
+  return std::chrono::milliseconds(dist(jitter_engine()));
+}
+
+} // namespace idempotency::detail
