@@ -57,29 +57,42 @@ start)
     exit 0
   fi
   # a server left over from an interrupted run
-  if [[ -f "$dir/data/postmaster.pid" ]]; then
-    as_user "${bindir}/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+  old="$dir"
+  if [[ -f "$dir/pgdir" ]]; then old=$(cat "$dir/pgdir"); fi
+  if [[ -f "$old/data/postmaster.pid" ]]; then
+    as_user "${bindir}/pg_ctl" -D "$old/data" -m immediate stop >/dev/null 2>&1 || true
   fi
+  if [[ "$old" != "$dir" ]]; then rm -rf "$old"; fi
   rm -rf "$dir"
-  mkdir -p "$dir/data" "$dir/sock"
-  chmod 700 "$dir/data"
-  if [[ -n "${run_user}" ]]; then chown -R "${run_user}" "$dir"; fi
-  as_user "${bindir}/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C --no-sync \
-    >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log"; exit 1; }
+  mkdir -p "$dir"
+  # The server's own files live where its user can reach them: as root, in a fresh temp dir
+  # (the build dir may sit below a directory the postgres user cannot enter, e.g. /root).
+  if [[ -n "${run_user}" ]]; then
+    pg=$(mktemp -d "${TMPDIR:-/tmp}/idempotency-pg.XXXXXX")
+    chmod 755 "$pg"
+  else
+    pg="$dir"
+  fi
+  echo "$pg" >"$dir/pgdir"
+  mkdir -p "$pg/data" "$pg/sock"
+  chmod 700 "$pg/data"
+  if [[ -n "${run_user}" ]]; then chown -R "${run_user}" "$pg"; fi
+  as_user "${bindir}/initdb" -D "$pg/data" -U postgres -A trust -E UTF8 --locale=C --no-sync \
+    >"$pg/initdb.log" 2>&1 || { cat "$pg/initdb.log"; exit 1; }
   started=""
   for _ in $(seq 1 20); do
     port=$(( 20000 + RANDOM % 40000 ))
     port_free "$port" || continue
     # autovacuum off: the transaction-id test counts xids assigned by the whole cluster
-    server_opts="-k $dir/sock -h 127.0.0.1 -p $port -c fsync=off -c autovacuum=off -c max_connections=200"
-    if as_user "${bindir}/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    server_opts="-k $pg/sock -h 127.0.0.1 -p $port -c fsync=off -c autovacuum=off -c max_connections=200"
+    if as_user "${bindir}/pg_ctl" -D "$pg/data" -l "$pg/server.log" -w -t 60 \
         -o "${server_opts}" start >/dev/null; then
       started=$port
       break
     fi
   done
   if [[ -z "${started}" ]]; then
-    echo "pg_fixture: could not start PostgreSQL"; cat "$dir/server.log" || true; exit 1
+    echo "pg_fixture: could not start PostgreSQL"; cat "$pg/server.log" || true; exit 1
   fi
   cat >"$dir/ctl.sh" <<CTL
 #!/usr/bin/env bash
@@ -87,22 +100,25 @@ start)
 set -euo pipefail
 pg() { if [[ -n "${run_user}" ]]; then runuser -u "${run_user}" -- "${bindir}/pg_ctl" "\$@"; else "${bindir}/pg_ctl" "\$@"; fi; }
 case "\$1" in
-  stop) pg -D "$dir/data" -m fast -w stop >/dev/null ;;
-  start) pg -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "${server_opts}" start >/dev/null ;;
-  restart) pg -D "$dir/data" -m fast -w -t 60 restart >/dev/null ;;
+  stop) pg -D "$pg/data" -m fast -w stop >/dev/null ;;
+  start) pg -D "$pg/data" -l "$pg/server.log" -w -t 60 -o "${server_opts}" start >/dev/null ;;
+  restart) pg -D "$pg/data" -m fast -w -t 60 restart >/dev/null ;;
 esac
 CTL
   chmod +x "$dir/ctl.sh"
   echo "host=127.0.0.1 port=${started} user=postgres dbname=postgres connect_timeout=5" >"$dir/conninfo.tmp"
   mv "$dir/conninfo.tmp" "$dir/conninfo"
-  echo "pg_fixture: PostgreSQL ($("${bindir}/pg_ctl" --version)) on 127.0.0.1:${started}, data in $dir/data"
+  echo "pg_fixture: PostgreSQL ($("${bindir}/pg_ctl" --version)) on 127.0.0.1:${started}, data in $pg/data"
   ;;
 stop)
-  if [[ -f "$dir/data/postmaster.pid" ]]; then
+  pg="$dir"
+  if [[ -f "$dir/pgdir" ]]; then pg=$(cat "$dir/pgdir"); fi
+  if [[ -f "$pg/data/postmaster.pid" ]]; then
     bindir=$(find_bindir || true)
-    as_user "${bindir}/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
-    echo "pg_fixture: stopped the server in $dir"
+    as_user "${bindir}/pg_ctl" -D "$pg/data" -m fast -w stop >/dev/null || true
+    echo "pg_fixture: stopped the server in $pg"
   fi
+  if [[ "$pg" != "$dir" ]]; then rm -rf "$pg"; fi
   rm -rf "$dir"
   ;;
 *)
