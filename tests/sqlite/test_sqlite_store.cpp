@@ -30,6 +30,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #if __has_include(<idempotency/executor.hpp>)
@@ -135,11 +136,12 @@ std::string read_file(const std::string& path) {
 // A child process running sqlite_worker with its stdout on a pipe.
 class Child {
  public:
-  explicit Child(const std::vector<std::string>& args, bool as_nobody = false) {
+  explicit Child(const std::vector<std::string>& args, bool as_nobody = false,
+                 std::string program = IDEMPOTENCY_SQLITE_WORKER) {
     int fds[2];
     if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
     std::vector<std::string> argv_s;
-    argv_s.emplace_back(IDEMPOTENCY_SQLITE_WORKER);
+    argv_s.emplace_back(std::move(program));
     argv_s.insert(argv_s.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& a : argv_s) argv.push_back(a.data());
@@ -606,8 +608,19 @@ TEST_CASE("SqliteStore: bad input is a typed error and the file is left untouche
     const std::string before = read_file(path);
     ::chmod(path.c_str(), 0444);
     ::chmod(dir.path().c_str(), 0755);
-    // root ignores file modes: open it as "nobody" in a child process then
-    Child child({"open", path}, /*as_nobody=*/::geteuid() == 0);
+    // root ignores file modes: open it as "nobody" in a child process then, running a copy of
+    // the worker that "nobody" can reach (the build tree may sit below a directory it cannot
+    // enter, such as /root)
+    const bool as_nobody = ::geteuid() == 0;
+    std::string program = IDEMPOTENCY_SQLITE_WORKER;
+    if (as_nobody) {
+      program = dir.file("sqlite_worker");
+      fs::copy_file(IDEMPOTENCY_SQLITE_WORKER, program);
+      fs::permissions(program, fs::perms::owner_all | fs::perms::group_read |
+                                   fs::perms::group_exec | fs::perms::others_read |
+                                   fs::perms::others_exec);
+    }
+    Child child({"open", path}, as_nobody, program);
     const std::string message = child.read_line();
     CHECK(child.wait_exit_code() == 0); // 0: StoreError, 3: it opened
     CHECK(message.find("read-only") != std::string::npos);
