@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -72,11 +73,11 @@ class InMemoryStore {
     auto it = sh.records.find(hk);
     if (it != sh.records.end() && live(it->second, now)) {
       Record& r = it->second;
-      if (r.status == ClaimStatus::in_progress && r.lease_until <= now) {
+      if (r.status == ClaimStatus::in_progress && r.deadline <= now) {
         // the lease passed: take it over with a new token (fencing)
         r.token = Token::random();
-        r.lease_until = now + lease;
-        r.fingerprint.assign(fingerprint);
+        r.deadline = now + lease;
+        r.set(fingerprint, {});
         ClaimResult out;
         out.token = r.token;
         out.took_over = true;
@@ -84,10 +85,9 @@ class InMemoryStore {
       }
       ClaimResult out;
       out.status = r.status;
-      out.fingerprint = r.fingerprint;
-      out.payload = r.payload;
-      const time_point until = r.status == ClaimStatus::in_progress ? r.lease_until : r.expires_at;
-      out.remaining = std::chrono::ceil<std::chrono::milliseconds>(until - now);
+      out.fingerprint = r.fingerprint();
+      out.payload = r.payload();
+      out.remaining = std::chrono::ceil<std::chrono::milliseconds>(r.deadline - now);
       return out;
     }
     if (it == sh.records.end()) {
@@ -102,11 +102,8 @@ class InMemoryStore {
     Record& r = it->second;
     r.status = ClaimStatus::in_progress;
     r.token = Token::random();
-    r.lease_until = now + lease;
-    r.expires_at = time_point::max();
-    r.fingerprint.assign(fingerprint);
-    r.payload.clear();
-    r.payload.shrink_to_fit();
+    r.deadline = now + lease;
+    r.set(fingerprint, {});
     ClaimResult out;
     out.token = r.token;
     return out;
@@ -147,7 +144,7 @@ class InMemoryStore {
     const time_point now = clock_now();
     auto it = sh.records.find(hk);
     if (it == sh.records.end() || !held_by(it->second, token, now)) return false;
-    it->second.lease_until = now + lease;
+    it->second.deadline = now + lease;
     return true;
   }
 
@@ -161,7 +158,7 @@ class InMemoryStore {
       auto it = sh.records.find(hk);
       if (it == sh.records.end()) return false;
       const Record& r = it->second;
-      return r.status == ClaimStatus::in_progress && r.token == t && r.lease_until > clock_now();
+      return r.status == ClaimStatus::in_progress && r.token == t && r.deadline > clock_now();
     };
     auto it = sh.records.find(hk);
     if (it == sh.records.end() || it->second.status != ClaimStatus::in_progress) return;
@@ -187,13 +184,31 @@ class InMemoryStore {
   [[nodiscard]] time_point now() const { return clock_now(); }
 
  private:
+  // 64 bytes: one deadline (the lease end while in progress, the expiry once finished) and
+  // one buffer holding the fingerprint followed by the payload.
   struct Record {
-    ClaimStatus status = ClaimStatus::in_progress;
+    time_point deadline{};
     Token token{};
-    time_point lease_until{};
-    time_point expires_at{};
-    std::string fingerprint{};
-    std::string payload{};
+    std::string data{};
+    std::uint32_t fingerprint_size = 0;
+    ClaimStatus status = ClaimStatus::in_progress;
+
+    [[nodiscard]] std::string_view fingerprint() const noexcept {
+      return std::string_view(data).substr(0, fingerprint_size);
+    }
+    [[nodiscard]] std::string_view payload() const noexcept {
+      return std::string_view(data).substr(fingerprint_size);
+    }
+    void set(std::string_view fp, std::string_view payload_bytes) {
+      if (fp.size() > std::numeric_limits<std::uint32_t>::max())
+        detail::raise<StoreError>("InMemoryStore", "claim", "fingerprint over 4 GiB");
+      std::string buffer;
+      buffer.reserve(fp.size() + payload_bytes.size());
+      buffer.append(fp);
+      buffer.append(payload_bytes);
+      data.swap(buffer); // exact capacity: no slack kept from an earlier, larger value
+      fingerprint_size = static_cast<std::uint32_t>(fp.size());
+    }
   };
 
   // A key with its hash computed once: the shard is chosen from it and the map looks it up
@@ -250,9 +265,8 @@ class InMemoryStore {
   }
 
   [[nodiscard]] bool live(const Record& r, time_point now) const {
-    if (r.status == ClaimStatus::in_progress)
-      return r.lease_until + options_.in_progress_grace > now;
-    return r.expires_at > now;
+    if (r.status == ClaimStatus::in_progress) return r.deadline + options_.in_progress_grace > now;
+    return r.deadline > now;
   }
 
   [[nodiscard]] bool held_by(const Record& r, const Token& token, time_point now) const {
@@ -269,9 +283,9 @@ class InMemoryStore {
       auto it = sh.records.find(hk);
       if (it == sh.records.end() || !held_by(it->second, token, now)) return false;
       Record& r = it->second;
+      r.set(r.fingerprint(), payload); // set() copies before it replaces the buffer
       r.status = status;
-      r.payload.assign(payload);
-      r.expires_at = now + ttl;
+      r.deadline = now + ttl;
       r.token = Token{};
     }
     sh.changed.notify_all();
