@@ -123,6 +123,25 @@ class RawRedis {
     return std::stoll(info.substr(at + tag.size()));
   }
 
+  /// Sum of `calls` in INFO commandstats over every command but EVAL/EVALSHA and INFO: the
+  /// commands the stores' Lua scripts ran inside Redis (this connection sends only INFO).
+  long long scripted_calls() {
+    const std::string info = run({"INFO", "commandstats"});
+    std::istringstream lines(info);
+    std::string line;
+    long long total = 0;
+    while (std::getline(lines, line)) {
+      if (line.rfind("cmdstat_", 0) != 0) continue;
+      const auto colon = line.find(':');
+      const std::string name = line.substr(8, colon - 8);
+      if (name == "eval" || name == "evalsha" || name == "info") continue;
+      const auto at = line.find("calls=");
+      if (colon == std::string::npos || at == std::string::npos) continue;
+      total += std::stoll(line.substr(at + 6));
+    }
+    return total;
+  }
+
  private:
   idempotency::detail::redis::ContextPtr c_;
 };
@@ -365,6 +384,27 @@ TEST_CASE("round trips: a replay hit costs 1 command, a first execution 2", "[re
   CHECK(store.commands_sent() - sent1 == 1);
   CHECK(raw.calls("evalsha") - server1 == 1);
   CHECK(store.script_reloads() == 0);
+}
+
+TEST_CASE("commands the scripts run inside Redis: first execution 7, replay 2", "[redis]") {
+  const std::string url = fixture_url();
+  RedisStore store(options_with(url, unique_prefix("scripted")));
+  RawRedis raw(url);
+  (void)store.claim("warm-up", "", 1s); // opens the connection
+  // claim: HGETALL + TIME + HSET + PEXPIRE; complete: HMGET + HSET + PEXPIRE
+  const auto first0 = raw.scripted_calls();
+  const auto c = store.claim("k", "fp", 10s);
+  REQUIRE(c.acquired());
+  REQUIRE(store.complete("k", c.token, "v", 10s));
+  CHECK(raw.scripted_calls() - first0 == 7);
+  // replay: HGETALL + PTTL
+  const auto replay0 = raw.scripted_calls();
+  const auto hit = store.claim("k", "fp", 10s);
+  CHECK(hit.status == ClaimStatus::completed);
+  CHECK(hit.payload == "v");
+  CHECK(hit.remaining > 0ms);
+  CHECK(hit.remaining <= 10s);
+  CHECK(raw.scripted_calls() - replay0 == 2);
 }
 
 TEST_CASE("exactly once: 8 threads x 1,000 keys", "[redis][exactly-once]") {

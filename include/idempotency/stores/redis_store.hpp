@@ -8,7 +8,8 @@
 //
 // Protocol (design §2, §6): one Redis hash per record, under a configurable key prefix:
 //   s = state ('p' in progress, 'c' completed, 'f' failed), t = token (32 hex digits),
-//   f = fingerprint, p = payload, d = lease deadline (Redis TIME, ms), o = claim took over.
+//   f = fingerprint, p = payload, d = lease deadline (Redis TIME, ms), o = claim took over
+//   (d and o stay, unread, in a finished record; its remaining TTL is the key's PTTL).
 // Every operation is one Lua script touching exactly that one key (so it is Redis Cluster
 // slot-safe), sent with EVALSHA; on NOSCRIPT (SCRIPT FLUSH, restart, failover) it is resent
 // once with EVAL, which also caches it again. An in-progress record's key expires
@@ -169,42 +170,60 @@ inline std::string millis(std::chrono::milliseconds d) {
   "local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)\n"
 
 // KEYS[1] key; ARGV: fingerprint, token, lease ms, grace ms.
-// A resent claim (after a lost reply) finds its own token and is acquired again.
+// One HGETALL decides: an empty reply is an absent key, a hash without the state field is not
+// ours (reported, never written), any other type fails with Redis's WRONGTYPE. A resent claim
+// (after a lost reply) finds its own token and is acquired again. TIME is read only when a
+// lease deadline is needed. Commands run inside Redis: a replay of a finished record HGETALL +
+// PTTL; a live in-progress record HGETALL + TIME; a new or taken-over record HGETALL + TIME +
+// HSET + PEXPIRE. The HSET writes every field an in-progress record has (payload emptied), so
+// whatever a taken-over record held is overwritten without a DEL.
 inline constexpr const char* claim_script =
     "if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
-    "local k = KEYS[1]\n" IDEMPOTENCY_REDIS_LUA_NOW
-    "local r = redis.call('HMGET', k, 's', 'f', 'p', 'd', 't', 'o')\n"
-    "local took = 0\n"
-    "if r[1] == 'p' then\n"
-    "  local dl = tonumber(r[4])\n"
-    "  if not dl then return {'x', 'in-progress record without a lease deadline'} end\n"
-    "  if r[5] == ARGV[2] then return {'a', tonumber(r[6]) or 0} end\n"
-    "  if dl > now then return {'p', r[2] or '', '', dl - now} end\n"
-    "  took = 1\n"
-    "elseif r[1] == 'c' or r[1] == 'f' then\n"
-    "  local left = redis.call('PTTL', k)\n"
-    "  if left > 0 then return {r[1], r[2] or '', r[3] or '', left} end\n"
-    "  if left == -1 then return {'x', 'finished record without an expiry'} end\n"
-    "elseif r[1] then\n"
-    "  return {'x', 'unknown record state'}\n"
-    "elseif redis.call('EXISTS', k) == 1 then\n"
-    "  return {'x', 'the key holds something that is not an idempotency record'}\n"
+    "local k = KEYS[1]\n"
+    "local now\n"
+    "local function clock()\n"
+    "  local tm = redis.call('TIME')\n"
+    "  now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)\n"
     "end\n"
+    "local h = redis.call('HGETALL', k)\n"
+    "local took = 0\n"
+    "if #h > 0 then\n"
+    "  local r = {}\n"
+    "  for i = 1, #h, 2 do r[h[i]] = h[i + 1] end\n"
+    "  local s = r['s']\n"
+    "  if s == 'p' then\n"
+    "    local dl = tonumber(r['d'])\n"
+    "    if not dl then return {'x', 'in-progress record without a lease deadline'} end\n"
+    "    if r['t'] == ARGV[2] then return {'a', tonumber(r['o']) or 0} end\n"
+    "    clock()\n"
+    "    if dl > now then return {'p', r['f'] or '', '', dl - now} end\n"
+    "    took = 1\n"
+    "  elseif s == 'c' or s == 'f' then\n"
+    "    local left = redis.call('PTTL', k)\n"
+    "    if left > 0 then return {s, r['f'] or '', r['p'] or '', left} end\n"
+    "    if left == -1 then return {'x', 'finished record without an expiry'} end\n"
+    "  elseif s then\n"
+    "    return {'x', 'unknown record state'}\n"
+    "  else\n"
+    "    return {'x', 'the key holds something that is not an idempotency record'}\n"
+    "  end\n"
+    "end\n"
+    "if not now then clock() end\n"
     "local lease = tonumber(ARGV[3])\n"
-    "redis.call('DEL', k)\n"
     "redis.call('HSET', k, 's', 'p', 't', ARGV[2], 'f', ARGV[1], 'd',\n"
-    "           string.format('%d', now + lease), 'o', took)\n"
+    "           string.format('%d', now + lease), 'o', took, 'p', '')\n"
     "redis.call('PEXPIRE', k, lease + tonumber(ARGV[4]))\n"
     "return {'a', took}\n";
 
 // KEYS[1] key; ARGV: token, new state ('c' or 'f'), payload, ttl ms, resent ('0' or '1').
+// HMGET + HSET + PEXPIRE. The in-progress fields 'd' and 'o' stay behind (a few bytes); no
+// reader looks at them in a finished record, whose remaining time is the key's PTTL.
 inline constexpr const char* finish_script =
     "local k = KEYS[1]\n"
     "local r = redis.call('HMGET', k, 's', 't', 'p')\n"
     "if r[2] ~= ARGV[1] then return 0 end\n"
     "if r[1] == 'p' then\n"
     "  redis.call('HSET', k, 's', ARGV[2], 'p', ARGV[3])\n"
-    "  redis.call('HDEL', k, 'd', 'o')\n"
     "  redis.call('PEXPIRE', k, ARGV[4])\n"
     "  return 1\n"
     "end\n"
