@@ -555,13 +555,7 @@ class IdempotencyExecutor {
       -> Outcome<detail::operation_result_t<F, Args...>> {
     using R = detail::operation_result_t<F, Args...>;
     Attempt<S, R> attempt = begin<R>(key, fingerprint);
-    if (attempt.replayed()) {
-      if constexpr (std::is_void_v<R>) {
-        return Outcome<void>{true};
-      } else {
-        return Outcome<R>{std::move(attempt.value()), true};
-      }
-    }
+    if (attempt.replayed()) return replayed_outcome(attempt);
     OwnerGuard<S, R>& guard = attempt.guard();
     if constexpr (std::is_void_v<R>) {
       run_guarded(guard, fn, args...);
@@ -623,13 +617,7 @@ class IdempotencyExecutor {
       -> Outcome<detail::result_of_t<F&, detail::transaction_t<S, F>&, Args&...>> {
     using R = detail::result_of_t<F&, detail::transaction_t<S, F>&, Args&...>;
     Attempt<S, R> attempt = begin_impl<R>(key, fingerprint, false);
-    if (attempt.replayed()) {
-      if constexpr (std::is_void_v<R>) {
-        return Outcome<void>{true};
-      } else {
-        return Outcome<R>{std::move(attempt.value()), true};
-      }
-    }
+    if (attempt.replayed()) return replayed_outcome(attempt);
     OwnerGuard<S, R>& guard = attempt.guard();
     std::optional<std::conditional_t<std::is_void_v<R>, std::monostate, R>> result;
     std::string encoded;
@@ -784,6 +772,15 @@ class IdempotencyExecutor {
         const auto pause = std::max(detail::full_jitter(cap), std::chrono::milliseconds(1));
         std::this_thread::sleep_for(std::min({pause, until_free, left}));
       }
+    }
+  }
+
+  template <class R>
+  static Outcome<R> replayed_outcome(Attempt<S, R>& attempt) {
+    if constexpr (std::is_void_v<R>) {
+      return Outcome<void>{true};
+    } else {
+      return Outcome<R>{std::move(attempt.value()), true};
     }
   }
 

@@ -123,29 +123,16 @@ class InMemoryStore {
 
   /// Store contract 4.
   bool release(std::string_view key, const Token& token) {
-    const HashedKey hk = hashed(key);
-    Shard& sh = shard_for(hk);
-    {
-      std::lock_guard lock(sh.mutex);
-      auto it = sh.records.find(hk);
-      if (it == sh.records.end() || !held_by(it->second, token, clock_now())) return false;
+    return if_held(key, token, /*wake=*/true, [&](Shard& sh, auto it, time_point) {
       sh.records.erase(it);
       count_.fetch_sub(1, std::memory_order_relaxed);
-    }
-    sh.changed.notify_all();
-    return true;
+    });
   }
 
   /// Store contract 5.
   bool renew(std::string_view key, const Token& token, std::chrono::milliseconds lease) {
-    const HashedKey hk = hashed(key);
-    Shard& sh = shard_for(hk);
-    std::lock_guard lock(sh.mutex);
-    const time_point now = clock_now();
-    auto it = sh.records.find(hk);
-    if (it == sh.records.end() || !held_by(it->second, token, now)) return false;
-    it->second.deadline = now + lease;
-    return true;
+    return if_held(key, token, /*wake=*/false,
+                   [&](Shard&, auto it, time_point now) { it->second.deadline = now + lease; });
   }
 
   /// WaitableStore: returns when the in-progress record of `key` is completed, failed,
@@ -275,6 +262,20 @@ class InMemoryStore {
 
   bool finish(std::string_view key, const Token& token, std::string_view payload,
               std::chrono::milliseconds ttl, ClaimStatus status) {
+    return if_held(key, token, /*wake=*/true, [&](Shard&, auto it, time_point now) {
+      Record& r = it->second;
+      r.set(r.fingerprint(), payload); // set() copies before it replaces the buffer
+      r.status = status;
+      r.deadline = now + ttl;
+      r.token = Token{};
+    });
+  }
+
+  // The compare-and-set every transition shares: under the shard lock, if `token` holds the
+  // record of `key`, applies `change(shard, iterator, now)` and returns true. `wake` wakes the
+  // shard's waiters afterwards (the record was finished or deleted).
+  template <class Change>
+  bool if_held(std::string_view key, const Token& token, bool wake, Change&& change) {
     const HashedKey hk = hashed(key);
     Shard& sh = shard_for(hk);
     {
@@ -282,13 +283,9 @@ class InMemoryStore {
       const time_point now = clock_now();
       auto it = sh.records.find(hk);
       if (it == sh.records.end() || !held_by(it->second, token, now)) return false;
-      Record& r = it->second;
-      r.set(r.fingerprint(), payload); // set() copies before it replaces the buffer
-      r.status = status;
-      r.deadline = now + ttl;
-      r.token = Token{};
+      change(sh, it, now);
     }
-    sh.changed.notify_all();
+    if (wake) sh.changed.notify_all();
     return true;
   }
 
