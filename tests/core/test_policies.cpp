@@ -269,9 +269,12 @@ TEST_CASE("renewal on: an operation running for 3 leases keeps its claim", "[pol
   IdempotencyExecutor exec{store, {.lease = 600ms, .renew_lease = true, .observer = &counters}};
   IdempotencyExecutor rival{store, {.lease = 600ms}};
   std::atomic<bool> running{true};
+  std::atomic<bool> started{false};
   std::atomic<int> rival_runs{0};
   std::atomic<int> rival_rejected{0};
   std::thread other([&] {
+    // the rival starts once the long operation holds the key (else it could win the claim)
+    while (!started.load()) std::this_thread::sleep_for(1ms);
     while (running.load()) {
       try {
         (void)rival.execute("long", [&] {
@@ -287,6 +290,7 @@ TEST_CASE("renewal on: an operation running for 3 leases keeps its claim", "[pol
   });
   bool stop_seen = false;
   const int v = exec.execute("long", [&](std::stop_token st) {
+    started.store(true);
     const auto until = std::chrono::steady_clock::now() + 1800ms;
     while (std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(10ms);
     stop_seen = st.stop_requested();
