@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -13,7 +14,30 @@
 #include <string>
 #include <string_view>
 
+#if __has_include(<pthread.h>)
+#include <pthread.h>
+#define IDEMPOTENCY_HAS_PTHREAD_ATFORK 1
+#else
+#define IDEMPOTENCY_HAS_PTHREAD_ATFORK 0
+#endif
+
 namespace idempotency {
+
+namespace detail {
+/// Counts the `fork()`s this process descends from (a `pthread_atfork` child handler bumps it),
+/// so per-thread generators notice that they were copied into a child and reseed.
+inline std::uint64_t fork_generation() noexcept {
+  static std::atomic<std::uint64_t> generation{0};
+#if IDEMPOTENCY_HAS_PTHREAD_ATFORK
+  static const bool registered = [] {
+    return ::pthread_atfork(nullptr, nullptr,
+                            [] { generation.fetch_add(1, std::memory_order_relaxed); }) == 0;
+  }();
+  (void)registered;
+#endif
+  return generation.load(std::memory_order_relaxed);
+}
+} // namespace detail
 
 /// A fencing token: 128 random bits, fresh for every successful claim, never reused for a key
 /// (also across store restarts, since it is not a counter). All-zero is "no token".
@@ -57,19 +81,31 @@ struct Token {
   }
 
   /// A fresh random token (never all-zero). Each thread has its own generator, seeded from
-  /// `std::random_device`, so no lock is taken.
+  /// `std::random_device`, so no lock is taken. A child process made by `fork()` reseeds
+  /// before its first token (a generator copied from the parent would repeat its tokens).
   [[nodiscard]] static Token random() {
-    thread_local std::mt19937_64 gen = [] {
-      std::random_device rd;
-      std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
-      return std::mt19937_64(seq);
-    }();
+    struct Generator {
+      std::mt19937_64 engine{};
+      std::uint64_t generation = 0;
+    };
+    thread_local Generator gen{seeded(), detail::fork_generation()};
+    if (const std::uint64_t now = detail::fork_generation(); gen.generation != now) {
+      gen.engine = seeded();
+      gen.generation = now;
+    }
     Token t;
     do {
-      t.hi = gen();
-      t.lo = gen();
+      t.hi = gen.engine();
+      t.lo = gen.engine();
     } while (t.empty());
     return t;
+  }
+
+ private:
+  static std::mt19937_64 seeded() {
+    std::random_device rd;
+    std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
+    return std::mt19937_64(seq);
   }
 };
 

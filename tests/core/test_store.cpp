@@ -4,6 +4,10 @@
 
 #include "support/catch.hpp"
 
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <set>
 #include <string>
@@ -112,4 +116,44 @@ TEST_CASE("ClaimResult defaults to acquired with nothing else set", "[store]") {
   CHECK(r.payload.empty());
   CHECK(r.remaining == Ms(0));
   CHECK_FALSE(r.took_over);
+}
+
+TEST_CASE("a process forked after using Token::random never repeats the parent's tokens",
+          "[store]") {
+  // The parent draws first, so a generator copied into the child would replay the same
+  // sequence (design §2: tokens are never reused, also across fork()).
+  (void)Token::random();
+  constexpr int n = 64;
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    for (int i = 0; i < n; ++i) {
+      const std::string hex = Token::random().to_hex();
+      if (::write(fds[1], hex.data(), hex.size()) != static_cast<ssize_t>(hex.size())) _exit(2);
+    }
+    _exit(0);
+  }
+  ::close(fds[1]);
+  std::set<std::string> parent;
+  for (int i = 0; i < n; ++i) parent.insert(Token::random().to_hex());
+  std::string from_child;
+  char buf[4096];
+  for (;;) {
+    const ssize_t got = ::read(fds[0], buf, sizeof buf);
+    if (got <= 0) break;
+    from_child.append(buf, static_cast<std::size_t>(got));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  REQUIRE(from_child.size() == static_cast<std::size_t>(n) * 32);
+  int shared = 0;
+  for (int i = 0; i < n; ++i)
+    shared += parent.count(from_child.substr(static_cast<std::size_t>(i) * 32, 32)) != 0 ? 1 : 0;
+  CHECK(shared == 0);
 }
