@@ -137,7 +137,11 @@ class MapStore {
               std::chrono::milliseconds ttl, idempotency::ClaimStatus status) {
     std::lock_guard lock(mutex_);
     auto it = records_.find(key);
-    if (it == records_.end() || !held(it->second, token)) return false;
+    if (it == records_.end() || it->second.token != token) return false;
+    // A resend after a lost reply: already finished by this token, so it landed. The record
+    // keeps the token that finished it for exactly this check (design §2).
+    if (it->second.status == status) return true;
+    if (!held(it->second, token)) return false;
     it->second.status = status;
     it->second.payload.assign(payload);
     it->second.expires_at = now() + ttl;

@@ -76,7 +76,7 @@ class InMemoryStore {
       if (r.status == ClaimStatus::in_progress && r.deadline <= now) {
         // the lease passed: take it over with a new token (fencing)
         r.token = Token::random();
-        r.deadline = now + lease;
+        r.deadline = saturating_add(now, lease);
         r.set(fingerprint, {});
         ClaimResult out;
         out.token = r.token;
@@ -102,7 +102,7 @@ class InMemoryStore {
     Record& r = it->second;
     r.status = ClaimStatus::in_progress;
     r.token = Token::random();
-    r.deadline = now + lease;
+    r.deadline = saturating_add(now, lease);
     r.set(fingerprint, {});
     ClaimResult out;
     out.token = r.token;
@@ -131,8 +131,9 @@ class InMemoryStore {
 
   /// Store contract 5.
   bool renew(std::string_view key, const Token& token, std::chrono::milliseconds lease) {
-    return if_held(key, token, /*wake=*/false,
-                   [&](Shard&, auto it, time_point now) { it->second.deadline = now + lease; });
+    return if_held(key, token, /*wake=*/false, [&](Shard&, auto it, time_point now) {
+      it->second.deadline = saturating_add(now, lease);
+    });
   }
 
   /// WaitableStore: returns when the in-progress record of `key` is completed, failed,
@@ -234,6 +235,16 @@ class InMemoryStore {
     return p;
   }
 
+  // t + d, clamped to the clock's range (a "forever" duration must not wrap into the past).
+  [[nodiscard]] static time_point saturating_add(time_point t, std::chrono::milliseconds d) {
+    using dur = time_point::duration;
+    const auto max_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(time_point::max() - t);
+    if (d >= max_ms) return time_point::max();
+    if (d.count() < 0) return t;
+    return t + std::chrono::duration_cast<dur>(d);
+  }
+
   [[nodiscard]] time_point clock_now() const {
     return options_.clock ? options_.clock() : std::chrono::steady_clock::now();
   }
@@ -252,7 +263,8 @@ class InMemoryStore {
   }
 
   [[nodiscard]] bool live(const Record& r, time_point now) const {
-    if (r.status == ClaimStatus::in_progress) return r.deadline + options_.in_progress_grace > now;
+    if (r.status == ClaimStatus::in_progress)
+      return saturating_add(r.deadline, options_.in_progress_grace) > now;
     return r.deadline > now;
   }
 
@@ -260,15 +272,26 @@ class InMemoryStore {
     return r.status == ClaimStatus::in_progress && r.token == token && live(r, now);
   }
 
+  // InProgress(token) -> status; a resend by the token that already finished the record with
+  // this status (its first reply was lost) is true and changes nothing (design §2).
   bool finish(std::string_view key, const Token& token, std::string_view payload,
               std::chrono::milliseconds ttl, ClaimStatus status) {
-    return if_held(key, token, /*wake=*/true, [&](Shard&, auto it, time_point now) {
+    const HashedKey hk = hashed(key);
+    Shard& sh = shard_for(hk);
+    {
+      std::lock_guard lock(sh.mutex);
+      const time_point now = clock_now();
+      auto it = sh.records.find(hk);
+      if (it == sh.records.end() || it->second.token != token) return false;
       Record& r = it->second;
+      if (r.status == status) return true;
+      if (!held_by(r, token, now)) return false;
       r.set(r.fingerprint(), payload); // set() copies before it replaces the buffer
       r.status = status;
-      r.deadline = now + ttl;
-      r.token = Token{};
-    });
+      r.deadline = saturating_add(now, ttl);
+    }
+    sh.changed.notify_all();
+    return true;
   }
 
   // The compare-and-set every transition shares: under the shard lock, if `token` holds the

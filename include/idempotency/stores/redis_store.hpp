@@ -174,8 +174,8 @@ inline std::string millis(std::chrono::milliseconds d) {
 // ours (reported, never written), any other type fails with Redis's WRONGTYPE. A resent claim
 // (after a lost reply) finds its own token and is acquired again. TIME is read only when a
 // lease deadline is needed. Commands run inside Redis: a replay of a finished record HGETALL +
-// PTTL; a live in-progress record HGETALL + TIME; a new or taken-over record HGETALL + TIME +
-// HSET + PEXPIRE. The HSET writes every field an in-progress record has (payload emptied), so
+// PTTL; a live in-progress record HGETALL + TIME + PTTL; a new or taken-over record HGETALL + TIME
+// + HSET + PEXPIRE. The HSET writes every field an in-progress record has (payload emptied), so
 // whatever a taken-over record held is overwritten without a DEL.
 inline constexpr const char* claim_script =
     "if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
@@ -196,7 +196,12 @@ inline constexpr const char* claim_script =
     "    if not dl then return {'x', 'in-progress record without a lease deadline'} end\n"
     "    if r['t'] == ARGV[2] then return {'a', tonumber(r['o']) or 0} end\n"
     "    clock()\n"
-    "    if dl > now then return {'p', r['f'] or '', '', dl - now} end\n"
+    "    if dl > now then\n"
+    "      if redis.call('PTTL', k) == -1 then\n"
+    "        return {'x', 'in-progress record without an expiry'}\n"
+    "      end\n"
+    "      return {'p', r['f'] or '', '', dl - now}\n"
+    "    end\n"
     "    took = 1\n"
     "  elseif s == 'c' or s == 'f' then\n"
     "    local left = redis.call('PTTL', k)\n"
@@ -215,19 +220,22 @@ inline constexpr const char* claim_script =
     "redis.call('PEXPIRE', k, lease + tonumber(ARGV[4]))\n"
     "return {'a', took}\n";
 
-// KEYS[1] key; ARGV: token, new state ('c' or 'f'), payload, ttl ms, resent ('0' or '1').
-// HMGET + HSET + PEXPIRE. The in-progress fields 'd' and 'o' stay behind (a few bytes); no
-// reader looks at them in a finished record, whose remaining time is the key's PTTL.
+// KEYS[1] key; ARGV: token, new state ('c' or 'f'), payload, ttl ms.
+// HMGET + HSET + PEXPIRE. A finished record keeps the token that finished it, so a resend by
+// that token (its first reply was lost: a timeout, a broken connection) is acknowledged
+// without changing anything, and any other token is refused (design §2). The in-progress
+// fields 'd' and 'o' stay behind (a few bytes); no reader looks at them in a finished record,
+// whose remaining time is the key's PTTL.
 inline constexpr const char* finish_script =
     "local k = KEYS[1]\n"
-    "local r = redis.call('HMGET', k, 's', 't', 'p')\n"
+    "local r = redis.call('HMGET', k, 's', 't')\n"
     "if r[2] ~= ARGV[1] then return 0 end\n"
     "if r[1] == 'p' then\n"
     "  redis.call('HSET', k, 's', ARGV[2], 'p', ARGV[3])\n"
     "  redis.call('PEXPIRE', k, ARGV[4])\n"
     "  return 1\n"
     "end\n"
-    "if ARGV[5] == '1' and r[1] == ARGV[2] and r[3] == ARGV[3] then return 1 end\n"
+    "if r[1] == ARGV[2] then return 1 end\n"
     "return 0\n";
 
 // KEYS[1] key; ARGV: token, resent ('0' or '1').
@@ -427,8 +435,8 @@ class RedisStore {
     const std::string k = storage_key(key);
     const std::string tok = token.to_hex();
     const std::string ttl_ms = detail::redis::millis(ttl);
-    std::vector<std::string_view> args{"", "", "1", k, tok, state, payload, ttl_ms, "0"};
-    return integer_reply(op, eval(op, finish_, args, 8));
+    std::vector<std::string_view> args{"", "", "1", k, tok, state, payload, ttl_ms};
+    return integer_reply(op, eval(op, finish_, args, npos));
   }
 
   bool integer_reply(const char* op, const detail::redis::ReplyPtr& r) const {

@@ -117,8 +117,9 @@ void run_store_conformance() {
       CHECK(r.remaining > Ms(0));
       CHECK(r.remaining <= ttl);
     }
-    // once completed, no transition applies any more, not even with the old token
-    CHECK_FALSE(s.complete(k, c.token, "again", ttl));
+    // once completed, nothing changes it any more, not even the holder's token: a resent
+    // complete (its first reply was lost) is acknowledged, the others are refused
+    CHECK(s.complete(k, c.token, "again", ttl));
     CHECK_FALSE(s.fail(k, c.token, "again", ttl));
     CHECK_FALSE(s.release(k, c.token));
     CHECK_FALSE(s.renew(k, c.token, lease));
@@ -151,13 +152,51 @@ void run_store_conformance() {
     CHECK(s.claim(k, "fp", lease).payload == "right");
   }
 
-  SECTION("complete twice: the second returns false and the first result stays") {
-    const auto k = fresh_key("twice");
+  SECTION("complete resent with the same token (a lost reply) is true and changes nothing") {
+    const auto k = fresh_key("resent-complete");
     const ClaimResult c = s.claim(k, "fp", lease);
     REQUIRE(c.acquired());
     CHECK(s.complete(k, c.token, "first", ttl));
-    CHECK_FALSE(s.complete(k, c.token, "second", ttl));
-    CHECK(s.claim(k, "fp", lease).payload == "first");
+    h.advance(ttl - u);
+    CHECK(s.complete(k, c.token, "first", ttl));
+    CHECK(s.complete(k, c.token, "second", ttl));
+    const ClaimResult r = s.claim(k, "fp", lease);
+    CHECK(r.status == ClaimStatus::completed);
+    CHECK(r.payload == "first");
+    CHECK(r.remaining <= u);
+    // the resends did not extend the record's TTL: it expires when the first complete said
+    h.advance(2 * u);
+    CHECK(s.claim(k, "fp", lease).acquired());
+  }
+
+  SECTION("fail resent with the same token is true; the other transition stays refused") {
+    const auto k = fresh_key("resent-fail");
+    const ClaimResult c = s.claim(k, "fp", lease);
+    REQUIRE(c.acquired());
+    CHECK(s.fail(k, c.token, "boom", ttl));
+    CHECK(s.fail(k, c.token, "boom", ttl));
+    CHECK_FALSE(s.complete(k, c.token, "value", ttl));
+    const ClaimResult r = s.claim(k, "fp", lease);
+    CHECK(r.status == ClaimStatus::failed);
+    CHECK(r.payload == "boom");
+  }
+
+  SECTION("a record finished by one token cannot be finished again by another") {
+    const auto k = fresh_key("finished-by-other");
+    const ClaimResult stale = s.claim(k, "fp", lease);
+    REQUIRE(stale.acquired());
+    h.advance(lease + u);
+    const ClaimResult fresh = s.claim(k, "fp", lease);
+    REQUIRE(fresh.acquired());
+    REQUIRE(s.complete(k, fresh.token, "fresh", ttl));
+    CHECK_FALSE(s.complete(k, stale.token, "stale", ttl));
+    CHECK_FALSE(s.fail(k, stale.token, "stale", ttl));
+    CHECK_FALSE(s.release(k, stale.token));
+    CHECK_FALSE(s.renew(k, stale.token, lease));
+    Token unknown = fresh.token;
+    unknown.hi ^= 1;
+    CHECK_FALSE(s.complete(k, unknown, "other", ttl));
+    CHECK(s.claim(k, "fp", lease).payload == "fresh");
   }
 
   SECTION("fail records the failure and claims return it") {
