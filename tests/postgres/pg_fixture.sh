@@ -115,6 +115,9 @@ stop)
   if [[ -f "$dir/pgdir" ]]; then pg=$(cat "$dir/pgdir"); fi
   if [[ -f "$pg/data/postmaster.pid" ]]; then
     bindir=$(find_bindir || true)
+    # a fault test killed mid-SIGSTOP leaves the server stopped: wake it so it can stop
+    pm=$(head -n 1 "$pg/data/postmaster.pid" 2>/dev/null || true)
+    if [[ -n "$pm" ]]; then kill -CONT "$pm" 2>/dev/null || true; pkill -CONT -P "$pm" 2>/dev/null || true; fi
     as_user "${bindir}/pg_ctl" -D "$pg/data" -m fast -w stop >/dev/null || true
     echo "pg_fixture: stopped the server in $pg"
   fi

@@ -47,6 +47,7 @@ case "$action" in
   stop)
     if [ -s "$dir/redis.pid" ]; then
       pid=$(cat "$dir/redis.pid")
+      kill -CONT "$pid" 2>/dev/null # a fault test killed mid-SIGSTOP leaves it stopped
       kill "$pid" 2>/dev/null
       for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
       kill -9 "$pid" 2>/dev/null

@@ -19,6 +19,7 @@
 #include <idempotency/store.hpp>
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -95,6 +96,13 @@ struct PostgresStoreOptions {
   bool create_schema = true;
   /// Rows deleted per statement by `purge_expired`.
   std::size_t purge_batch = 1000;
+  /// Time allowed to open a connection (TCP, TLS, authentication); then `PostgresError` 08001.
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(5)};
+  /// Time allowed for one statement's reply. Past it the call throws `PostgresError` 08006
+  /// (the statement's outcome is unknown), and the connection is closed, never reused. It
+  /// also bounds statements inside `complete_in_transaction`, and is the connection's
+  /// `tcp_user_timeout`. A stalled server (SIGSTOP, a dead peer) never blocks a call longer.
+  std::chrono::milliseconds command_timeout{std::chrono::seconds(5)};
 };
 
 /// The result of `PostgresTransaction::exec`: text-format rows, owned.
@@ -301,6 +309,11 @@ class PostgresStore {
     }
     if (opt_.pool_size == 0) opt_.pool_size = 1;
     if (opt_.purge_batch == 0) opt_.purge_batch = 1;
+    if (opt_.connect_timeout <= std::chrono::milliseconds(0) ||
+        opt_.command_timeout <= std::chrono::milliseconds(0)) {
+      detail::raise<StoreError>("PostgresStore", "configure",
+                                "connect_timeout and command_timeout must be positive");
+    }
     qualified_ = detail::pg::quote_ident(opt_.schema) + "." + detail::pg::quote_ident(opt_.table);
     versions_ = detail::pg::quote_ident(opt_.schema) + "." +
                 detail::pg::quote_ident(opt_.table + "_migrations");
@@ -532,12 +545,22 @@ class PostgresStore {
         "  NULL::bytea AS payload, NULL::int8 AS remaining_ms FROM ins"
         " UNION ALL"
         " SELECT 1::int2, 0::int2, state, fingerprint, payload, remaining_ms FROM live";
-    const std::string finish_sql =
-        " payload = $3, valid_until = clock_timestamp() + $4 * interval '1 millisecond',"
-        " purge_after = clock_timestamp() + $4 * interval '1 millisecond',"
-        " updated_at = clock_timestamp() WHERE key = $1 AND token = $2 AND state = 0";
-    sql_[static_cast<std::size_t>(Stmt::complete)] = "UPDATE " + t + " SET state = 1," + finish_sql;
-    sql_[static_cast<std::size_t>(Stmt::fail)] = "UPDATE " + t + " SET state = 2," + finish_sql;
+    // A finished row keeps the token that finished it: a resend by that token (its first
+    // reply was lost) matches the row again, is counted, and rewrites nothing but the same
+    // values (design §2: transitions are idempotent per token).
+    const auto finish_sql = [&](const char* state) {
+      return "UPDATE " + t + " SET state = " + state +
+             ", payload = CASE WHEN state = 0 THEN $3 ELSE payload END,"
+             " valid_until = CASE WHEN state = 0"
+             "  THEN clock_timestamp() + $4 * interval '1 millisecond' ELSE valid_until END,"
+             " purge_after = CASE WHEN state = 0"
+             "  THEN clock_timestamp() + $4 * interval '1 millisecond' ELSE purge_after END,"
+             " updated_at = CASE WHEN state = 0 THEN clock_timestamp() ELSE updated_at END"
+             " WHERE key = $1 AND token = $2 AND state IN (0, " +
+             state + ")";
+    };
+    sql_[static_cast<std::size_t>(Stmt::complete)] = finish_sql("1");
+    sql_[static_cast<std::size_t>(Stmt::fail)] = finish_sql("2");
     sql_[static_cast<std::size_t>(Stmt::release)] =
         "DELETE FROM " + t + " WHERE key = $1 AND token = $2 AND state = 0";
     sql_[static_cast<std::size_t>(Stmt::renew)] =
@@ -607,10 +630,38 @@ class PostgresStore {
     pool_cv_.notify_one();
   }
 
+  // Opens a connection without ever blocking past `connect_timeout` (non-blocking libpq:
+  // PQconnectStartParams + PQconnectPoll), with TCP keepalives and `tcp_user_timeout` so a
+  // dead peer is noticed; the user's connection string overrides those defaults.
   std::unique_ptr<detail::pg::Connection> connect() {
-    auto c = std::make_unique<detail::pg::Connection>(PQconnectdb(opt_.connection.c_str()));
+    const std::string user_timeout = std::to_string(opt_.command_timeout.count());
+    const char* const keys[] = {"keepalives",
+                                "keepalives_idle",
+                                "keepalives_interval",
+                                "keepalives_count",
+                                "tcp_user_timeout",
+                                "dbname",
+                                nullptr};
+    const char* const values[] = {
+        "1", "10", "5", "3", user_timeout.c_str(), opt_.connection.c_str(), nullptr};
+    auto c = std::make_unique<detail::pg::Connection>(PQconnectStartParams(keys, values, 1));
     if (c->conn == nullptr) detail::raise<PostgresError>("connect", "08001", "out of memory");
-    if (PQstatus(c->conn) != CONNECTION_OK) {
+    const auto deadline = std::chrono::steady_clock::now() + opt_.connect_timeout;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    for (;;) {
+      if (PQstatus(c->conn) == CONNECTION_BAD || st == PGRES_POLLING_FAILED) {
+        detail::raise<PostgresError>("connect", "08001", trimmed(PQerrorMessage(c->conn)));
+      }
+      if (st == PGRES_POLLING_OK) break;
+      if (!wait_socket(PQsocket(c->conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+                       deadline)) {
+        detail::raise<PostgresError>("connect", "08001",
+                                     "could not connect within connect_timeout (" +
+                                         std::to_string(opt_.connect_timeout.count()) + " ms)");
+      }
+      st = PQconnectPoll(c->conn);
+    }
+    if (PQsetnonblocking(c->conn, 1) != 0) {
       detail::raise<PostgresError>("connect", "08001", trimmed(PQerrorMessage(c->conn)));
     }
     connections_opened_.fetch_add(1, std::memory_order_relaxed);
@@ -658,6 +709,10 @@ class PostgresStore {
       if (current < 1) {
         simple(c, migration_1().c_str(), "create schema");
         simple(c, ("INSERT INTO " + versions_ + " (version) VALUES (1)").c_str(), "create schema");
+      } else if (text_exec(c, "SELECT to_regclass($1) IS NULL", {qualified_}).get(0, 0) == "t") {
+        // the records table was dropped on its own: the version row alone must not stop it
+        // from being created again
+        simple(c, migration_1().c_str(), "create schema");
       }
       simple(c, "COMMIT", "create schema");
     } catch (...) {
@@ -719,12 +774,78 @@ class PostgresStore {
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
   }
 
-  /// A parameterless statement (simple query protocol; may hold several statements).
-  PostgresResult simple(detail::pg::Connection& c, const char* sql, const std::string& op) {
+  /// Waits until `fd` is ready for `events` or `deadline` passes (false). Retries EINTR.
+  static bool wait_socket(int fd, short events, std::chrono::steady_clock::time_point deadline) {
+    if (fd < 0) return false;
+    for (;;) {
+      const auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left <= std::chrono::milliseconds(0)) return false;
+      pollfd p{fd, events, 0};
+      const int n = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), INT_MAX)));
+      if (n > 0) return true;
+      if (n == 0) return false;
+      if (errno != EINTR) return true; // let libpq report the socket's own error
+    }
+  }
+
+  /// The connection cannot be trusted any more: mark it (it is closed, never pooled again)
+  /// and throw 08006, "connection failure: the outcome of the call is unknown".
+  [[noreturn]] static void connection_failed(detail::pg::Connection& c, const std::string& op,
+                                             std::string why) {
+    c.broken = true;
+    detail::raise<PostgresError>(op, "08006", std::move(why));
+  }
+
+  /// Collects the reply to the query just sent (non-blocking libpq), never waiting past
+  /// `command_timeout`. Returns the last result, or the first failed one of a multi-statement
+  /// query. A timeout or a broken socket throws `PostgresError` 08006 (outcome unknown).
+  PGresult* await_result(detail::pg::Connection& c, const std::string& op) {
+    const auto deadline = std::chrono::steady_clock::now() + opt_.command_timeout;
+    const auto timed_out = [&] {
+      connection_failed(c, op,
+                        "no reply within command_timeout (" +
+                            std::to_string(opt_.command_timeout.count()) +
+                            " ms); the connection was closed and the statement's outcome is "
+                            "unknown");
+    };
+    for (;;) { // send what libpq still buffers
+      const int f = PQflush(c.conn);
+      if (f == 0) break;
+      if (f < 0) connection_failed(c, op, trimmed(PQerrorMessage(c.conn)));
+      if (!wait_socket(PQsocket(c.conn), POLLIN | POLLOUT, deadline)) timed_out();
+      if (PQconsumeInput(c.conn) == 0) connection_failed(c, op, trimmed(PQerrorMessage(c.conn)));
+    }
+    std::unique_ptr<PGresult, void (*)(PGresult*)> kept(nullptr, &PQclear);
+    for (;;) {
+      while (PQisBusy(c.conn) != 0) {
+        if (!wait_socket(PQsocket(c.conn), POLLIN, deadline)) timed_out();
+        if (PQconsumeInput(c.conn) == 0) connection_failed(c, op, trimmed(PQerrorMessage(c.conn)));
+      }
+      PGresult* r = PQgetResult(c.conn);
+      if (r == nullptr) break;
+      if (kept && !ok(kept.get())) {
+        PQclear(r); // keep the first failure
+      } else {
+        kept.reset(r);
+      }
+    }
+    return kept.release();
+  }
+
+  /// Sends with `send` (a PQsend* call returning 1 on success), then awaits the reply.
+  template <class Send>
+  PostgresResult run(detail::pg::Connection& c, const std::string& op, Send&& send) {
     round_trips_.fetch_add(1, std::memory_order_relaxed);
-    PGresult* r = PQexec(c.conn, sql);
+    if (send() != 1) fail_result(c, nullptr, op);
+    PGresult* r = await_result(c, op);
     if (!ok(r)) fail_result(c, r, op);
     return PostgresResult(r);
+  }
+
+  /// A parameterless statement (simple query protocol; may hold several statements).
+  PostgresResult simple(detail::pg::Connection& c, const char* sql, const std::string& op) {
+    return run(c, op, [&] { return PQsendQuery(c.conn, sql); });
   }
 
   PostgresResult text_exec(detail::pg::Connection& c, const std::string& sql,
@@ -733,11 +854,10 @@ class PostgresStore {
     std::vector<const char*> values;
     values.reserve(params.size());
     for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-    round_trips_.fetch_add(1, std::memory_order_relaxed);
-    PGresult* r = PQexecParams(c.conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
+    return run(c, op, [&] {
+      return PQsendQueryParams(c.conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
                                values.data(), nullptr, nullptr, 0);
-    if (!ok(r)) fail_result(c, r, op);
-    return PostgresResult(r);
+    });
   }
 
   PostgresResult exec_prepared(detail::pg::Connection& c, Stmt s, const detail::pg::Params& p,
@@ -745,20 +865,26 @@ class PostgresStore {
     const auto idx = static_cast<std::size_t>(s);
     const std::string stmt_name = "idempotency_" + std::to_string(idx);
     const std::uint32_t bit = 1U << idx;
-    if ((c.prepared & bit) == 0) {
-      round_trips_.fetch_add(1, std::memory_order_relaxed);
-      const auto& types = param_types(s);
-      PGresult* r = PQprepare(c.conn, stmt_name.c_str(), sql_[idx].c_str(),
-                              static_cast<int>(types.size()), types.data());
-      if (!ok(r)) fail_result(c, r, op + " (prepare)");
-      PQclear(r);
-      c.prepared |= bit;
+    try {
+      if ((c.prepared & bit) == 0) {
+        const auto& types = param_types(s);
+        run(c, op + " (prepare)", [&] {
+          return PQsendPrepare(c.conn, stmt_name.c_str(), sql_[idx].c_str(),
+                               static_cast<int>(types.size()), types.data());
+        });
+        c.prepared |= bit;
+      }
+      return run(c, op, [&] {
+        return PQsendQueryPrepared(c.conn, stmt_name.c_str(), p.size(), p.values(), p.lengths(),
+                                   p.formats(), 1);
+      });
+    } catch (const PostgresError& e) {
+      if (e.sqlstate() == "42P01") { // undefined_table: dropped under us; the next call
+        schema_ready_.store(false, std::memory_order_release); // creates it again
+        c.broken = true; // its prepared statements name the dropped table
+      }
+      throw;
     }
-    round_trips_.fetch_add(1, std::memory_order_relaxed);
-    PGresult* r = PQexecPrepared(c.conn, stmt_name.c_str(), p.size(), p.values(), p.lengths(),
-                                 p.formats(), 1);
-    if (!ok(r)) fail_result(c, r, op);
-    return PostgresResult(r);
   }
 
   static const std::vector<Oid>& param_types(Stmt s) {
@@ -800,10 +926,11 @@ class PostgresStore {
       return;
     }
     if (PQtransactionStatus(c.conn) == PQTRANS_IDLE) return;
-    round_trips_.fetch_add(1, std::memory_order_relaxed);
-    PGresult* r = PQexec(c.conn, "ROLLBACK");
-    if (!ok(r)) c.broken = true;
-    if (r != nullptr) PQclear(r);
+    try {
+      simple(c, "ROLLBACK", "rollback");
+    } catch (...) {
+      c.broken = true;
+    }
   }
 
   static std::int64_t field_int(PGresult* r, int row, int col, const char* op) {
