@@ -308,6 +308,83 @@ TEST_CASE("renewal on: an operation running for 3 leases keeps its claim", "[pol
   CHECK(exec.execute_outcome("long", [] { return 0; }).value == 11);
 }
 
+namespace {
+// An InMemoryStore whose renew of one key stalls (a store call stuck on a dead connection,
+// bounded only by its command timeout).
+class SlowRenewStore {
+ public:
+  explicit SlowRenewStore(InMemoryStore& inner) : inner_(&inner) {}
+  std::atomic<int> slow_renews{0};
+  [[nodiscard]] std::string_view name() const noexcept { return "SlowRenewStore"; }
+  ClaimResult claim(std::string_view k, std::string_view fp, std::chrono::milliseconds d) {
+    return inner_->claim(k, fp, d);
+  }
+  bool complete(std::string_view k, const Token& t, std::string_view p,
+                std::chrono::milliseconds d) {
+    return inner_->complete(k, t, p, d);
+  }
+  bool fail(std::string_view k, const Token& t, std::string_view p, std::chrono::milliseconds d) {
+    return inner_->fail(k, t, p, d);
+  }
+  bool release(std::string_view k, const Token& t) { return inner_->release(k, t); }
+  bool renew(std::string_view k, const Token& t, std::chrono::milliseconds d) {
+    if (k == "stalled") {
+      slow_renews.fetch_add(1);
+      std::this_thread::sleep_for(1500ms);
+    }
+    return inner_->renew(k, t, d);
+  }
+
+ private:
+  InMemoryStore* inner_;
+};
+} // namespace
+
+TEST_CASE("renewal: one stalled renew does not delay another key's renewals past its lease",
+          "[policies][renewal]") {
+  // real time. Lease 300 ms (renewed every ~100 ms); the renew of "stalled" takes 1.5 s.
+  InMemoryStore inner;
+  SlowRenewStore store{inner};
+  IdempotencyExecutor exec{store, {.lease = 300ms, .renew_lease = true}};
+  std::atomic<bool> both_running{false};
+  std::atomic<int> started{0};
+  const auto long_op = [&](std::stop_token) {
+    started.fetch_add(1);
+    std::this_thread::sleep_for(1200ms);
+    return 1;
+  };
+  std::thread stalled([&] { (void)exec.execute("stalled", long_op); });
+  while (started.load() < 1) std::this_thread::sleep_for(1ms);
+  int fast_value = 0;
+  bool fast_lost = false;
+  std::thread fast([&] {
+    try {
+      fast_value = exec.execute("fast", long_op);
+    } catch (const LeaseLostError&) {
+      fast_lost = true;
+    }
+  });
+  while (started.load() < 2) std::this_thread::sleep_for(1ms);
+  both_running.store(true);
+  // another process polls "fast": its lease must never pass while its operation runs
+  int rival_acquired = 0;
+  const auto until = std::chrono::steady_clock::now() + 1100ms;
+  while (std::chrono::steady_clock::now() < until) {
+    const ClaimResult r = inner.claim("fast", "", 300ms);
+    if (r.acquired()) {
+      ++rival_acquired;
+      break;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  fast.join();
+  stalled.join();
+  CHECK(store.slow_renews.load() >= 1);
+  CHECK(rival_acquired == 0);
+  CHECK_FALSE(fast_lost);
+  CHECK(fast_value == 1);
+}
+
 TEST_CASE("renewal off: a second caller takes over after one lease, the first gets LeaseLost",
           "[policies][renewal]") {
   ManualClock clock;

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Copyright (c) 2026 The idempotency authors
 #pragma once
-// One timer thread per executor renews the leases of every running operation that asked for
-// renewal: started by the first registration, stopped and joined by the destructor.
+// Per executor, a few threads renew the leases of every running operation that asked for
+// renewal: the first starts with the first registration, and another is started whenever a
+// renewal is due while every thread is inside a renew call (a store call stalled until its
+// command timeout), so one slow renew never delays another key's. All are joined by the
+// destructor.
 
 #include <idempotency/observer.hpp>
 
@@ -10,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -33,6 +37,7 @@ struct LeaseEntry {
   std::chrono::steady_clock::time_point due{};
   std::chrono::steady_clock::time_point last_renewed{};
   bool active = true;
+  bool running = false; // a thread is inside renew() for it
 };
 
 class LeaseRenewer {
@@ -42,13 +47,19 @@ class LeaseRenewer {
   LeaseRenewer& operator=(const LeaseRenewer&) = delete;
 
   ~LeaseRenewer() {
+    std::vector<std::thread> threads;
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
+      threads.swap(threads_);
     }
     cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    for (auto& t : threads) t.join();
   }
+
+  /// The most threads renewing at once (so the most renew calls that may stall together
+  /// before a due renewal waits).
+  static constexpr std::size_t max_threads = 16;
 
   /// Registers a lease claimed at `claimed_at`; the first renewal is due one interval later.
   std::shared_ptr<LeaseEntry> add(std::function<bool()> renew, std::chrono::milliseconds interval,
@@ -64,7 +75,7 @@ class LeaseRenewer {
     {
       std::lock_guard lock(mutex_);
       entries_.push_back(e);
-      if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+      if (threads_.empty()) threads_.emplace_back([this] { run(); });
     }
     cv_.notify_all();
     return e;
@@ -76,17 +87,18 @@ class LeaseRenewer {
     std::unique_lock lock(mutex_);
     e->active = false;
     entries_.erase(std::remove(entries_.begin(), entries_.end(), e), entries_.end());
-    cv_.wait(lock, [&] { return in_flight_ != e.get(); });
+    cv_.wait(lock, [&] { return !e->running; });
     return e->last_renewed;
   }
 
  private:
+  // Every thread runs this: wait for the earliest due lease nobody is renewing, renew it.
   void run() {
     std::unique_lock lock(mutex_);
     while (!stopping_) {
       std::shared_ptr<LeaseEntry> next;
       for (const auto& e : entries_)
-        if (!next || e->due < next->due) next = e;
+        if (!e->running && (!next || e->due < next->due)) next = e;
       if (!next) {
         cv_.wait(lock);
         continue;
@@ -95,7 +107,10 @@ class LeaseRenewer {
         cv_.wait_until(lock, next->due);
         continue; // re-pick: entries may have come or gone
       }
-      in_flight_ = next.get();
+      next->running = true;
+      // keep one thread free to watch the clock while this one may stall in the store
+      if (++busy_ == threads_.size() && threads_.size() < max_threads)
+        threads_.emplace_back([this] { run(); });
       lock.unlock();
       enum class Result { renewed, lost, error } result = Result::error;
       const auto t0 = std::chrono::steady_clock::now();
@@ -132,7 +147,8 @@ class LeaseRenewer {
         }
       }
       lock.lock();
-      in_flight_ = nullptr;
+      next->running = false;
+      --busy_;
       cv_.notify_all();
     }
   }
@@ -140,9 +156,9 @@ class LeaseRenewer {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::vector<std::shared_ptr<LeaseEntry>> entries_;
-  const LeaseEntry* in_flight_ = nullptr;
+  std::size_t busy_ = 0; // threads inside a renewal
   bool stopping_ = false;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 } // namespace idempotency::detail
