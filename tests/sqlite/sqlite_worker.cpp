@@ -15,15 +15,29 @@
 //       "written", and waits to be killed before the commit.
 //   sqlite_worker open DB
 //       opens the store; exit 0 and prints the message if it threw StoreError, 3 if it opened.
+//   sqlite_worker lock DB
+//       opens a plain connection, runs BEGIN IMMEDIATE (the write lock), prints "locked" and
+//       waits, holding the lock, until killed.
+//   sqlite_worker readonly-midway DB
+//       opens two stores on DB: "pooled" (keeps its connection) and "fresh" (max_idle_connections
+//       = 0: a new connection for every call). Records and prints "acked <key>" for
+//       pooled-before and fresh-before (payload "value-<key>"), claims "pending" with "fresh",
+//       prints "ready" and waits for "go" on stdin (the parent makes the files read-only). Then
+//       "fresh" claims "fresh-after" and completes "pending", printing "store-error <op>:
+//       <cause>" (or "unexpected ..." / "other ...") for each; "pooled" records pooled-after
+//       ("acked pooled-after"). Ends with "done".
 #include <idempotency/stores/sqlite_store.hpp>
 
 #include <sqlite3.h>
+
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <fstream>
+#include <iostream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -151,6 +165,56 @@ int open_only(const std::string& db_path) {
   return 3;
 }
 
+int lock(const std::string& db_path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK)
+    die("lock: cannot open " + db_path);
+  sqlite3_busy_timeout(db, 20'000);
+  char* message = nullptr;
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, &message) != SQLITE_OK)
+    die(std::string("lock: BEGIN IMMEDIATE failed: ") + (message != nullptr ? message : "?"));
+  say("locked");
+  for (;;) ::pause(); // killed here, holding the write lock
+}
+
+template <class F>
+void report(const char* what, F&& f) {
+  try {
+    f();
+    say(std::string("unexpected success of ") + what);
+  } catch (const idempotency::StoreError& e) {
+    say("store-error " + e.operation() + ": " + e.cause());
+  } catch (const std::exception& e) {
+    say(std::string("other ") + e.what());
+  }
+}
+
+int readonly_midway(const std::string& db_path) {
+  SqliteStore pooled{db_path};
+  SqliteStore fresh{db_path, {.max_idle_connections = 0}};
+  auto ack = [](SqliteStore& store, const std::string& key) {
+    const auto c = store.claim(key, "fp", 1h);
+    if (!c.acquired()) die("readonly-midway: could not claim " + key);
+    if (!store.complete(key, c.token, "value-" + key, 1h))
+      die("readonly-midway: complete returned false for " + key);
+    say("acked " + key);
+  };
+  ack(pooled, "pooled-before");
+  ack(fresh, "fresh-before");
+  const auto pending = fresh.claim("pending", "fp", 1h);
+  if (!pending.acquired()) die("readonly-midway: could not claim pending");
+  say("ready");
+  std::string go;
+  if (!std::getline(std::cin, go) || go != "go") die("readonly-midway: no go");
+  // a connection opened now finds the file read-only
+  report("claim", [&] { (void)fresh.claim("fresh-after", "fp", 1h); });
+  report("complete", [&] { (void)fresh.complete("pending", pending.token, "late", 1h); });
+  // a connection opened before the chmod still writes through its descriptor: that lands
+  ack(pooled, "pooled-after");
+  say("done");
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -161,6 +225,8 @@ int main(int argc, char** argv) {
     if (a.size() == 5 && a[1] == "hold") return hold(a[2], a[3], std::stol(a[4]));
     if (a.size() == 5 && a[1] == "tx-crash") return tx_crash(a[2], a[3], std::stol(a[4]));
     if (a.size() == 3 && a[1] == "open") return open_only(a[2]);
+    if (a.size() == 3 && a[1] == "lock") return lock(a[2]);
+    if (a.size() == 3 && a[1] == "readonly-midway") return readonly_midway(a[2]);
   } catch (const std::exception& e) {
     die(e.what());
   }

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -140,6 +141,12 @@ class Child {
                  std::string program = IDEMPOTENCY_SQLITE_WORKER) {
     int fds[2];
     if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    int in_fds[2];
+    if (::pipe(in_fds) != 0) {
+      ::close(fds[0]);
+      ::close(fds[1]);
+      throw std::runtime_error("pipe failed");
+    }
     std::vector<std::string> argv_s;
     argv_s.emplace_back(std::move(program));
     argv_s.insert(argv_s.end(), args.begin(), args.end());
@@ -151,23 +158,45 @@ class Child {
     if (pid_ == 0) {
       // only async-signal-safe calls until exec
       ::dup2(fds[1], 1);
+      ::dup2(in_fds[0], 0);
       ::close(fds[0]);
       ::close(fds[1]);
+      ::close(in_fds[0]);
+      ::close(in_fds[1]);
       if (as_nobody && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(126);
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
     ::close(fds[1]);
+    ::close(in_fds[0]);
     out_ = fds[0];
+    in_ = in_fds[1];
   }
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
   ~Child() {
     if (pid_ > 0 && !reaped_) {
-      ::kill(pid_, SIGKILL);
+      ::kill(pid_, SIGKILL); // also ends a SIGSTOPped child
       ::waitpid(pid_, nullptr, 0);
     }
     if (out_ >= 0) ::close(out_);
+    if (in_ >= 0) ::close(in_);
+  }
+
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+
+  // Writes one line to the child's stdin.
+  void write_line(const std::string& line) {
+    // a child that died already must fail the test, not kill it with SIGPIPE
+    static const bool sigpipe_ignored = ::signal(SIGPIPE, SIG_IGN) != SIG_ERR;
+    (void)sigpipe_ignored;
+    const std::string text = line + "\n";
+    std::size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = ::write(in_, text.data() + done, text.size() - done);
+      if (n <= 0) throw std::runtime_error("cannot write to the child");
+      done += static_cast<std::size_t>(n);
+    }
   }
 
   // One line of the child's stdout, or "" on EOF / timeout.
@@ -202,16 +231,32 @@ class Child {
     return status;
   }
   // The exit code, or -signal.
-  int wait_exit_code() {
-    const int s = wait();
-    if (WIFEXITED(s)) return WEXITSTATUS(s);
-    if (WIFSIGNALED(s)) return -WTERMSIG(s);
+  int wait_exit_code() { return exit_code_of(wait()); }
+  // The same, but a child still running after `timeout` is SIGKILLed (then -SIGKILL).
+  int wait_exit_code_within(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status = 0;
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    reaped_ = true;
+    return exit_code_of(status);
+  }
+  static int exit_code_of(int status) {
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return -WTERMSIG(status);
     return -1000;
   }
 
  private:
   pid_t pid_ = -1;
   int out_ = -1;
+  int in_ = -1;
   bool reaped_ = false;
   std::string buffer_;
 };
@@ -671,3 +716,615 @@ TEST_CASE("SqliteStore: the executor's transactional form runs once and replays"
   CHECK(raw.one("SELECT count(*) FROM ledger WHERE key = 'order-2'") == "1");
 }
 #endif
+
+// ---------------------------------------------------------------------------------------------
+// Transitions are idempotent per token (design §2): a complete / fail re-sent after its reply
+// was lost answers true, and changes nothing.
+
+namespace {
+// state | token | payload | expires_at of `key`, as stored
+std::string stored_record(RawDb& raw, const std::string& key) {
+  return raw.one(
+      "SELECT quote(state), lower(hex(token)), quote(payload), quote(expires_at)"
+      " FROM idempotency_records"
+      " WHERE CAST(key AS TEXT) = '" +
+      key + "'");
+}
+} // namespace
+
+TEST_CASE("SqliteStore: complete and fail are idempotent per token", "[sqlite][transitions]") {
+  TempDir dir;
+  const auto path = dir.file("idempotent.db");
+  idempotency::testing::ManualClock clock;
+  SqliteStore store{path, {.clock = wall(clock)}};
+  RawDb raw(path);
+
+  SECTION("complete re-sent with the same token: true, payload and expiry stay as first written") {
+    const auto c = store.claim("k", "fp", 10s);
+    REQUIRE(c.acquired());
+    REQUIRE(store.complete("k", c.token, "first", 1h));
+    const std::string first = stored_record(raw, "k");
+    CHECK(first.rfind("1|" + c.token.to_hex() + "|", 0) == 0); // the finisher's token is kept
+    clock.advance(5s);
+    CHECK(store.complete("k", c.token, "second", 2h));
+    CHECK(stored_record(raw, "k") == first);
+    const auto r = store.claim("k", "fp", 10s);
+    CHECK(r.status == ClaimStatus::completed);
+    CHECK(r.payload == "first");
+    // the other transition with the same token, and every transition of another token: false
+    CHECK_FALSE(store.fail("k", c.token, "error", 1h));
+    CHECK_FALSE(store.release("k", c.token));
+    CHECK_FALSE(store.renew("k", c.token, 10s));
+    CHECK_FALSE(store.complete("k", idempotency::Token::random(), "other", 1h));
+    CHECK_FALSE(store.fail("k", idempotency::Token::random(), "other", 1h));
+    CHECK(stored_record(raw, "k") == first);
+    // the transactional form still needs the record in progress: the body is not run
+    int calls = 0;
+    CHECK_FALSE(store.complete_in_transaction("k", c.token, 1h, [&](SqliteStore::transaction&) {
+      ++calls;
+      return std::string("tx");
+    }));
+    CHECK(calls == 0);
+    CHECK(stored_record(raw, "k") == first);
+  }
+
+  SECTION("fail re-sent with the same token: true, the error and expiry stay as first written") {
+    const auto c = store.claim("f", "fp", 10s);
+    REQUIRE(c.acquired());
+    REQUIRE(store.fail("f", c.token, "boom", 1h));
+    const std::string first = stored_record(raw, "f");
+    CHECK(first.rfind("2|" + c.token.to_hex() + "|", 0) == 0);
+    clock.advance(5s);
+    CHECK(store.fail("f", c.token, "boom again", 2h));
+    CHECK(stored_record(raw, "f") == first);
+    CHECK_FALSE(store.complete("f", c.token, "value", 1h));
+    CHECK_FALSE(store.fail("f", idempotency::Token::random(), "other", 1h));
+    CHECK(stored_record(raw, "f") == first);
+    const auto r = store.claim("f", "fp", 10s);
+    CHECK(r.status == ClaimStatus::failed);
+    CHECK(r.payload == "boom");
+  }
+
+  SECTION("a token whose record was taken over and finished by another stays lost") {
+    const auto stale = store.claim("t", "fp", 1s);
+    REQUIRE(stale.acquired());
+    clock.advance(2s);
+    const auto fresh = store.claim("t", "fp", 10s);
+    REQUIRE(fresh.acquired());
+    REQUIRE(store.complete("t", fresh.token, "fresh", 1h));
+    CHECK_FALSE(store.complete("t", stale.token, "stale", 1h));
+    CHECK_FALSE(store.fail("t", stale.token, "stale", 1h));
+    CHECK(store.complete("t", fresh.token, "fresh again", 1h));
+    CHECK(store.claim("t", "fp", 10s).payload == "fresh");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults. Each is a typed error, nothing acknowledged is lost, and every call ends in bounded
+// time.
+
+namespace {
+
+// "operation: cause" of the StoreError that `f` threw, or what happened instead.
+template <class F>
+std::string store_error_of(F&& f) {
+  try {
+    f();
+  } catch (const idempotency::StoreError& e) {
+    return e.operation() + ": " + e.cause();
+  } catch (const std::exception& e) {
+    return std::string("not a StoreError: ") + e.what();
+  }
+  return "no exception";
+}
+
+// what() of the CorruptRecordError that `f` threw, or what happened instead.
+template <class F>
+std::string corrupt_error_of(F&& f) {
+  try {
+    f();
+  } catch (const idempotency::CorruptRecordError& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("not a CorruptRecordError: ") + e.what();
+  }
+  return "no exception";
+}
+
+// A closed store database at `path` holding one completed record, `key`.
+void make_store_file(const std::string& path, const std::string& key) {
+  SqliteStore other{path};
+  const auto c = other.claim(key, "fp", 10s);
+  REQUIRE(c.acquired());
+  REQUIRE(other.complete(key, c.token, "from the other file", 1h));
+}
+
+} // namespace
+
+// EXPR must throw StoreError of operation OP saying that the file was deleted or replaced.
+#define CHECK_MOVED(op, expr)                                                                  \
+  do {                                                                                         \
+    const std::string moved_error_ = store_error_of([&] { (void)(expr); });                    \
+    INFO(#expr << " -> " << moved_error_);                                                     \
+    CHECK(moved_error_.rfind(std::string(op) + ": ", 0) == 0);                                 \
+    CHECK(moved_error_.find("deleted or replaced under the open store") != std::string::npos); \
+  } while (false)
+
+TEST_CASE("SqliteStore: a database file deleted under the open store is never served",
+          "[sqlite][moved]") {
+  TempDir dir;
+  const auto path = dir.file("deleted.db");
+  std::size_t idle = 16;
+  SECTION("pooled connections") {}
+  SECTION("a new connection for every call") { idle = 0; }
+
+  SqliteStore a{path, {.max_idle_connections = idle}};
+  const auto before = a.claim("before", "fp", 10s);
+  REQUIRE(before.acquired());
+  REQUIRE(a.complete("before", before.token, "acknowledged", 1h));
+  const auto pending = a.claim("pending", "fp", 10s);
+  REQUIRE(pending.acquired());
+
+  REQUIRE(::unlink(path.c_str()) == 0); // `rm deleted.db` while the store runs
+
+  CHECK_MOVED("claim", a.claim("after", "fp", 10s));
+  CHECK_MOVED("complete", a.complete("pending", pending.token, "late", 1h));
+  CHECK_MOVED("fail", a.fail("pending", pending.token, "late", 1h));
+  CHECK_MOVED("release", a.release("pending", pending.token));
+  CHECK_MOVED("renew", a.renew("pending", pending.token, 10s));
+  CHECK_MOVED("claim", a.claim("before", "fp", 10s)); // not even a replay
+  CHECK_MOVED("purge_expired", a.purge_expired(10));
+  CHECK_MOVED("complete_in_transaction",
+              a.complete_in_transaction("pending", pending.token, 1h,
+                                        [](SqliteStore::transaction&) { return std::string(); }));
+  CHECK_FALSE(fs::exists(path)); // and no connection created a new file on the path
+
+  // A store opened on the path afterwards starts a new file: none of the claims the first store
+  // was asked for after the unlink is there as completed (none was acknowledged either), and
+  // the first store keeps refusing: it never reopens on its own.
+  SqliteStore b{path};
+  const auto again = b.claim("after", "fp", 10s);
+  CHECK(again.acquired());
+  CHECK(b.complete("after", again.token, "from b", 1h));
+  CHECK_MOVED("claim", a.claim("after", "fp", 10s));
+  CHECK(b.claim("after", "fp", 10s).payload == "from b");
+}
+
+TEST_CASE("SqliteStore: a database file replaced under the open store is never served",
+          "[sqlite][moved]") {
+  TempDir dir;
+  const auto path = dir.file("replaced.db");
+  std::size_t idle = 16;
+  SECTION("pooled connections") {}
+  SECTION("a new connection for every call (it would open the new file)") { idle = 0; }
+
+  SqliteStore a{path, {.max_idle_connections = idle}};
+  const auto c = a.claim("k", "fp", 10s);
+  REQUIRE(c.acquired());
+  const auto replacement = dir.file("replacement.db");
+  make_store_file(replacement, "other"); // a valid store file with a record of its own
+  REQUIRE(::rename(replacement.c_str(), path.c_str()) == 0);
+
+  CHECK_MOVED("complete", a.complete("k", c.token, "v", 1h));
+  CHECK_MOVED("claim", a.claim("other", "fp", 10s)); // the new file's records are not served
+  CHECK_MOVED("claim", a.claim("k", "fp", 10s));
+}
+
+TEST_CASE("SqliteStore: once its file was moved the store stays failed even when it comes back",
+          "[sqlite][moved]") {
+  TempDir dir;
+  const auto path = dir.file("moved.db");
+  const auto away = dir.file("moved-away.db");
+  SqliteStore a{path};
+  const auto kept = a.claim("kept", "fp", 10s);
+  REQUIRE(kept.acquired());
+  REQUIRE(a.complete("kept", kept.token, "acknowledged", 1h));
+  const auto pending = a.claim("pending", "fp", 10s);
+  REQUIRE(pending.acquired());
+
+  REQUIRE(::rename(path.c_str(), away.c_str()) == 0);
+  CHECK_MOVED("claim", a.claim("x", "fp", 10s));
+  REQUIRE(::rename(away.c_str(), path.c_str()) == 0); // the very same file is back
+  CHECK_MOVED("claim", a.claim("x", "fp", 10s));
+  CHECK_MOVED("complete", a.complete("pending", pending.token, "late", 1h));
+
+  // a new store on the file has everything that was acknowledged, and nothing else
+  SqliteStore b{path};
+  const auto r = b.claim("kept", "fp", 10s);
+  CHECK(r.status == ClaimStatus::completed);
+  CHECK(r.payload == "acknowledged");
+  CHECK(b.claim("pending", "fp", 10s).status == ClaimStatus::in_progress);
+  CHECK(b.claim("x", "fp", 10s).acquired());
+  RawDb raw(path);
+  CHECK(raw.one("PRAGMA integrity_check") == "ok");
+}
+
+TEST_CASE("SqliteStore: a write whose file is replaced after the checkout is not acknowledged",
+          "[sqlite][moved]") {
+  // The store reads its clock after the connection was checked out (and checked) and before the
+  // statement runs. A clock that renames another file over the path on its armed call puts the
+  // move exactly between the checkout check and the write: the write lands in the replaced file
+  // and only the check after the write can catch it.
+  TempDir dir;
+  const auto path = dir.file("race.db");
+  const auto replacement = dir.file("replacement.db");
+  make_store_file(replacement, "other");
+  std::atomic<bool> armed{false};
+  std::atomic<bool> move_failed{false};
+  auto clock = [&] {
+    if (armed.exchange(false) && ::rename(replacement.c_str(), path.c_str()) != 0)
+      move_failed = true;
+    return std::chrono::system_clock::now();
+  };
+  SqliteStore a{path, {.clock = clock}};
+
+  SECTION("complete") {
+    const auto c = a.claim("k", "fp", 10s);
+    REQUIRE(c.acquired());
+    armed = true;
+    CHECK_MOVED("complete", a.complete("k", c.token, "v", 1h));
+  }
+  SECTION("fail") {
+    const auto c = a.claim("k", "fp", 10s);
+    REQUIRE(c.acquired());
+    armed = true;
+    CHECK_MOVED("fail", a.fail("k", c.token, "error", 1h));
+  }
+  SECTION("claim") {
+    armed = true;
+    CHECK_MOVED("claim", a.claim("k", "fp", 10s));
+  }
+  CHECK_FALSE(armed); // the clock was read, so the file moved inside the call
+  CHECK_FALSE(move_failed);
+  CHECK_MOVED("claim", a.claim("k2", "fp", 10s));
+}
+
+TEST_CASE("SqliteStore: a file made read-only under a running store",
+          "[sqlite][process][readonly]") {
+  TempDir dir;
+  const auto path = dir.file("readonly.db");
+  // root ignores file modes: run the stores as "nobody" then, in a directory it owns, with a
+  // copy of the worker it can reach (as the "a read-only file" section above does)
+  const bool as_nobody = ::geteuid() == 0;
+  std::string program = IDEMPOTENCY_SQLITE_WORKER;
+  if (as_nobody) {
+    program = dir.file("sqlite_worker");
+    fs::copy_file(IDEMPOTENCY_SQLITE_WORKER, program);
+    fs::permissions(program, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                 fs::perms::others_read | fs::perms::others_exec);
+    REQUIRE(::chown(dir.path().c_str(), 65534, 65534) == 0);
+  }
+  Child child({"readonly-midway", path}, as_nobody, program);
+  std::vector<std::string> acked;
+  std::vector<std::string> store_errors;
+  std::vector<std::string> other;
+  auto take = [&](const std::string& line) {
+    if (line.rfind("acked ", 0) == 0)
+      acked.push_back(line.substr(6));
+    else if (line.rfind("store-error ", 0) == 0)
+      store_errors.push_back(line.substr(12));
+    else
+      other.push_back(line);
+  };
+  std::string line;
+  while (!(line = child.read_line()).empty() && line != "ready") take(line);
+  REQUIRE(line == "ready");
+  for (const char* suffix : {"", "-wal", "-shm"})
+    if (fs::exists(path + suffix)) REQUIRE(::chmod((path + suffix).c_str(), 0444) == 0);
+  child.write_line("go");
+  while (!(line = child.read_line()).empty() && line != "done") take(line);
+  CHECK(line == "done");
+  CHECK(child.wait_exit_code_within(30s) == 0);
+
+  std::string reported;
+  for (const auto& l : other) reported += l + "\n";
+  for (const auto& l : store_errors) reported += "store-error " + l + "\n";
+  INFO("the child reported:\n" << reported);
+  CHECK(other.empty());
+  REQUIRE(store_errors.size() == 2);
+  CHECK(store_errors[0].rfind("claim: ", 0) == 0);
+  CHECK(store_errors[1].rfind("complete: ", 0) == 0);
+  // the store's own check of a new connection ("… read-only for this process …"), or SQLite's
+  // "attempt to write a readonly database" when only the -wal the connection opens is read-only
+  for (const auto& e : store_errors)
+    CHECK((e.find("read-only") != std::string::npos || e.find("readonly") != std::string::npos));
+  CHECK(acked == std::vector<std::string>{"pooled-before", "fresh-before", "pooled-after"});
+
+  // nothing acknowledged is lost; what was refused is not there
+  for (const char* suffix : {"", "-wal", "-shm"})
+    if (fs::exists(path + suffix)) ::chmod((path + suffix).c_str(), 0644);
+  SqliteStore store{path};
+  for (const auto& key : acked) {
+    INFO(key);
+    const auto r = store.claim(key, "fp", 10s);
+    CHECK(r.status == ClaimStatus::completed);
+    CHECK(r.payload == "value-" + key);
+  }
+  CHECK(store.claim("pending", "fp", 10s).status == ClaimStatus::in_progress);
+  CHECK(store.claim("fresh-after", "fp", 10s).acquired());
+  RawDb raw(path);
+  CHECK(raw.one("PRAGMA integrity_check") == "ok");
+}
+
+namespace {
+
+std::string full_disk_payload(int i) {
+  std::string p(64 * 1024, static_cast<char>('a' + i % 26));
+  const std::string tag = "payload-" + std::to_string(i) + "-";
+  p.replace(0, tag.size(), tag);
+  return p;
+}
+
+void write_all(int fd, const std::string& text) {
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n <= 0) return;
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+// The forked child of the disk-full test: runs in the test's process image, reports through
+// `out`, never returns.
+[[noreturn]] void disk_full_child(const std::string& path, std::uintmax_t limit, int out) {
+  auto put = [out](const std::string& line) { write_all(out, line + "\n"); };
+  ::signal(SIGXFSZ, SIG_IGN); // writes past the limit fail with EFBIG instead of killing us
+  const rlimit rl{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
+  if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) {
+    put("other setrlimit failed");
+    ::_exit(3);
+  }
+  try {
+    SqliteStore store{path};
+    int store_errors = 0;
+    for (int i = 0; i < 2000 && store_errors < 3; ++i) {
+      const std::string key = "full-" + std::to_string(i);
+      try {
+        const auto c = store.claim(key, "fp", 1h);
+        if (!c.acquired()) {
+          put("other the claim of " + key + " was not acquired");
+          break;
+        }
+        if (!store.complete(key, c.token, full_disk_payload(i), 1h)) {
+          put("other complete of " + key + " returned false");
+          break;
+        }
+        put("ack " + std::to_string(i));
+      } catch (const idempotency::StoreError& e) {
+        ++store_errors;
+        put("store-error " + e.operation() + ": " + e.cause());
+      }
+    }
+  } catch (const idempotency::StoreError& e) { // opening or closing
+    put("store-error " + e.operation() + ": " + e.cause());
+  } catch (const std::exception& e) {
+    put(std::string("other ") + e.what());
+  } catch (...) {
+    put("other: an exception of unknown type");
+  }
+  put("end");
+  ::_exit(0);
+}
+
+} // namespace
+
+TEST_CASE("SqliteStore: a full disk is a StoreError and every acknowledged result survives",
+          "[sqlite][process][disk-full]") {
+  TempDir dir;
+  const auto path = dir.file("full.db");
+  {
+    SqliteStore seed{path};
+    const auto c = seed.claim("seed", "fp", 1h);
+    REQUIRE(c.acquired());
+    REQUIRE(seed.complete("seed", c.token, full_disk_payload(1000), 1h));
+  }
+  auto size_of = [](const std::string& p) -> std::uintmax_t {
+    std::error_code ec;
+    const auto n = fs::file_size(p, ec);
+    return ec ? 0 : n;
+  };
+  // room for a few 64 KiB results, then every write past it fails (EFBIG, as on a full disk)
+  const std::uintmax_t limit = size_of(path) + size_of(path + "-wal") + 384 * 1024;
+
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    disk_full_child(path, limit, fds[1]);
+  }
+  ::close(fds[1]);
+  // killed and reaped whatever happens below
+  struct Reaper {
+    pid_t pid;
+    int fd;
+    bool reaped = false;
+    ~Reaper() {
+      ::close(fd);
+      if (!reaped) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
+    }
+  } reaper{pid, fds[0]};
+
+  std::string text;
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left <= 0ms) break;
+    pollfd p{fds[0], POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    char chunk[4096];
+    const ssize_t n = ::read(fds[0], chunk, sizeof chunk);
+    if (n <= 0) break; // EOF: the child is gone
+    text.append(chunk, static_cast<std::size_t>(n));
+  }
+  int status = 0;
+  ::kill(pid, SIGKILL); // no-op when it exited; ends it when the deadline passed
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  reaper.reaped = true;
+  CHECK(Child::exit_code_of(status) == 0); // exited normally: no crash
+
+  std::vector<int> acked;
+  std::vector<std::string> store_errors;
+  std::vector<std::string> other;
+  bool ended = false;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("ack ", 0) == 0)
+      acked.push_back(std::stoi(line.substr(4)));
+    else if (line.rfind("store-error ", 0) == 0)
+      store_errors.push_back(line.substr(12));
+    else if (line == "end")
+      ended = true;
+    else
+      other.push_back(line);
+  }
+  INFO("the child reported:\n" << text);
+  CHECK(ended);
+  CHECK(other.empty()); // nothing but StoreError was thrown
+  CHECK_FALSE(store_errors.empty());
+  CHECK_FALSE(acked.empty()); // the limit left room for some
+
+  SqliteStore store{path};
+  int replayed = 0;
+  for (const int i : acked) {
+    const auto r = store.claim("full-" + std::to_string(i), "fp", 1h);
+    if (r.status == ClaimStatus::completed && r.payload == full_disk_payload(i)) ++replayed;
+  }
+  CHECK(replayed == static_cast<int>(acked.size()));
+  const auto seed = store.claim("seed", "fp", 1h);
+  CHECK(seed.payload == full_disk_payload(1000));
+  RawDb raw(path);
+  CHECK(raw.one("PRAGMA integrity_check") == "ok");
+}
+
+TEST_CASE("SqliteStore: a lock held by a stopped process is a StoreError after busy_timeout",
+          "[sqlite][process][bounded]") {
+  TempDir dir;
+  const auto path = dir.file("stopped.db");
+  constexpr auto busy = 300ms;
+  SqliteStore store{path, {.busy_timeout = busy}};
+  const auto held = store.claim("held", "fp", 1h);
+  REQUIRE(held.acquired());
+
+  Child holder({"lock", path}); // its destructor SIGKILLs (also when stopped) and reaps it
+  REQUIRE(holder.read_line() == "locked");
+  REQUIRE(::kill(holder.pid(), SIGSTOP) == 0);
+  int status = 0;
+  REQUIRE(::waitpid(holder.pid(), &status, WUNTRACED) == holder.pid());
+  REQUIRE(WIFSTOPPED(status));
+
+  auto timed_error = [&](auto&& call) {
+    const auto start = std::chrono::steady_clock::now();
+    std::string error = store_error_of(call);
+    return std::make_pair(std::move(error), std::chrono::steady_clock::now() - start);
+  };
+  const auto [claim_error, claim_took] = timed_error([&] { (void)store.claim("k", "fp", 10s); });
+  INFO("claim -> " << claim_error);
+  CHECK(claim_error.rfind("claim: ", 0) == 0);
+  CHECK(claim_error.find("locked") != std::string::npos);
+  CHECK(claim_took >= busy - 50ms); // it waited for the lock (the busy timeout) …
+  CHECK(claim_took < busy + 2s);    // … and no longer
+  const auto [complete_error, complete_took] =
+      timed_error([&] { (void)store.complete("held", held.token, "done", 1h); });
+  INFO("complete -> " << complete_error);
+  CHECK(complete_error.rfind("complete: ", 0) == 0);
+  CHECK(complete_error.find("locked") != std::string::npos);
+  CHECK(complete_took < busy + 2s);
+
+  // the lock goes with the holder: the same calls work again
+  REQUIRE(::kill(holder.pid(), SIGCONT) == 0);
+  holder.kill9();
+  CHECK(holder.wait_exit_code_within(30s) == -SIGKILL);
+  CHECK(store.claim("k", "fp", 10s).acquired());
+  CHECK(store.complete("held", held.token, "done", 1h));
+  CHECK(store.claim("held", "fp", 10s).payload == "done");
+}
+
+TEST_CASE("SqliteStore: a record with a garbage state or expiry is CorruptRecordError",
+          "[sqlite][corrupt]") {
+  TempDir dir;
+  const auto path = dir.file("garbage.db");
+  idempotency::testing::ManualClock clock;
+  SqliteStore store{path, {.clock = wall(clock)}};
+  RawDb raw(path);
+  struct Variant {
+    const char* name;
+    const char* set; // the raw UPDATE's SET clause
+    bool finished;   // completed before the damage
+    bool state;      // the state is damaged (else the expiry)
+  };
+  const std::vector<Variant> variants{
+      {"text state, in progress", "state = 'garbage'", false, true},
+      {"text state, completed", "state = 'garbage'", true, true},
+      {"real state", "state = 1.5", true, true},
+      {"blob state", "state = x'00'", false, true},
+      {"out-of-range state", "state = 7", false, true},
+      {"negative state", "state = -1", true, true},
+      {"text expires_at, in progress", "expires_at = 'garbage'", false, false},
+      {"text expires_at, completed", "expires_at = 'garbage'", true, false},
+      {"real expires_at", "expires_at = expires_at + 0.5", true, false},
+      {"blob expires_at", "expires_at = x'01'", false, false},
+  };
+  int n = 0;
+  for (const auto& v : variants) {
+    const std::string key = "garbage-" + std::to_string(n++);
+    INFO(v.name << " (" << key << ")");
+    const auto c = store.claim(key, "fp", 10s);
+    REQUIRE(c.acquired());
+    if (v.finished) REQUIRE(store.complete(key, c.token, "payload", 1h));
+    raw.exec(std::string("UPDATE idempotency_records SET ") + v.set +
+             " WHERE CAST(key AS TEXT) = '" + key + "'");
+    const std::string damaged = stored_record(raw, key);
+    for (int attempt = 0; attempt < 2; ++attempt) { // a retry gets the same answer
+      const std::string error = corrupt_error_of([&] { (void)store.claim(key, "fp", 10s); });
+      INFO(error);
+      CHECK(error.rfind("[idempotency.corrupt_record]", 0) == 0);
+      CHECK(error.find("'" + key + "'") != std::string::npos);
+    }
+    CHECK(stored_record(raw, key) == damaged); // nothing overwritten
+    // no transition applies to a damaged state, not even with the token that wrote the record
+    // (the holder of an in-progress record with a damaged expiry may still finish it: that
+    // writes a valid expiry)
+    if (v.state) {
+      CHECK_FALSE(store.complete(key, c.token, "over the garbage", 1h));
+      CHECK_FALSE(store.fail(key, c.token, "over the garbage", 1h));
+      CHECK(stored_record(raw, key) == damaged);
+    }
+  }
+}
+
+TEST_CASE("SqliteStore: a NULL state or expiry (a table made without NOT NULL) is corrupt",
+          "[sqlite][corrupt]") {
+  TempDir dir;
+  const auto path = dir.file("nulls.db");
+  {
+    // the same schema, minus the NOT NULL constraints (another tool's doing)
+    RawDb raw(path);
+    raw.exec(
+        "CREATE TABLE idempotency_records (key BLOB PRIMARY KEY NOT NULL, state INTEGER,"
+        " token BLOB, fingerprint BLOB NOT NULL, payload BLOB, expires_at INTEGER,"
+        " prev_state INTEGER) WITHOUT ROWID;"
+        "CREATE INDEX idempotency_records_expires ON idempotency_records(expires_at);"
+        "PRAGMA user_version = 1;");
+  }
+  idempotency::testing::ManualClock clock;
+  SqliteStore store{path, {.clock = wall(clock)}};
+  RawDb raw(path);
+  for (const char* column : {"state", "expires_at"}) {
+    const std::string key = std::string("null-") + column;
+    INFO(key);
+    const auto c = store.claim(key, "fp", 10s);
+    REQUIRE(c.acquired());
+    raw.exec(std::string("UPDATE idempotency_records SET ") + column +
+             " = NULL WHERE CAST(key AS TEXT) = '" + key + "'");
+    const std::string error = corrupt_error_of([&] { (void)store.claim(key, "fp", 10s); });
+    INFO(error);
+    CHECK(error.rfind("[idempotency.corrupt_record]", 0) == 0);
+    CHECK(error.find("'" + key + "'") != std::string::npos);
+  }
+}

@@ -43,8 +43,9 @@ enum class SqliteDurability : std::uint8_t {
 struct SqliteStoreOptions {
   /// `normal` (default) or `full`; see `SqliteDurability`.
   SqliteDurability durability = SqliteDurability::normal;
-  /// How long a statement waits for another connection's write lock before failing with
-  /// `StoreError` (`sqlite3_busy_timeout`).
+  /// How long a statement waits for a lock held by another connection (in this process or
+  /// another one, also a stopped one) before failing with `StoreError`
+  /// (`sqlite3_busy_timeout`). This bounds every call: SQLite has no other unbounded wait.
   std::chrono::milliseconds busy_timeout{10'000};
   /// The store's clock (wall clock; every process sharing the file must agree on it). Empty:
   /// `std::chrono::system_clock::now`. Tests inject a manual clock here.
@@ -106,6 +107,13 @@ class SqliteTransaction {
 ///   `PRAGMA user_version` (this store owns the file's user_version). A file that is not a
 ///   database, cannot be written, or has a newer schema is refused with `StoreError` and left
 ///   untouched.
+/// - complete / fail are idempotent per token: re-sent after the record already became
+///   Completed / Failed by that same token they answer true and change nothing.
+/// - A database file deleted or replaced (renamed over) while the store is open is never
+///   served: every call checks its connection before and after its statement, and from the
+///   first detection on every call throws `StoreError` (the store never reopens by itself).
+/// - Every call is bounded in time by `SqliteStoreOptions::busy_timeout` (the only unbounded
+///   wait SQLite has is a lock held by another connection or process).
 /// - Time is `SqliteStoreOptions::clock` (default: the system clock), in milliseconds.
 ///
 /// Example:
@@ -125,8 +133,7 @@ class SqliteStore {
   explicit SqliteStore(std::string path, SqliteStoreOptions options = {})
       : path_(std::move(path)), options_(std::move(options)) {
     if (!options_.clock) options_.clock = [] { return std::chrono::system_clock::now(); };
-    auto first = open_connection(/*initialize=*/true);
-    idle_.push_back(std::move(first));
+    anchor_ = open_connection(/*initialize=*/true, "open");
   }
 
   SqliteStore(const SqliteStore&) = delete;
@@ -144,69 +151,21 @@ class SqliteStore {
   /// Store concept 1: one `BEGIN IMMEDIATE` transaction.
   [[nodiscard]] ClaimResult claim(std::string_view key, std::string_view fingerprint,
                                   std::chrono::milliseconds lease) {
-    Lease c = checkout();
-    const std::int64_t now = now_ms();
-    TxGuard tx(*this, *c, "claim");
-    const Token token = Token::random();
-    const std::array<unsigned char, 16> token_bytes = encode_token(token);
-    ClaimResult r;
-    bool acquired = false;
-    {
-      Stmt s(*this, *c, StmtId::claim_upsert, "claim");
-      s.bind_blob(1, key);
-      s.bind_blob(2, as_view(token_bytes));
-      s.bind_blob(3, fingerprint);
-      s.bind_int(4, now + lease.count());
-      s.bind_int(5, now);
-      if (s.step()) {
-        acquired = true;
-        r.status = ClaimStatus::acquired;
-        r.token = token;
-        r.took_over = s.column_type(0) != SQLITE_NULL && s.column_int(0) == state_in_progress;
-        s.done();
-      }
-    }
-    if (acquired) {
-      tx.commit();
-      return r;
-    }
-    {
-      Stmt s(*this, *c, StmtId::select_record, "claim");
-      s.bind_blob(1, key);
-      if (!s.step()) raise_store("claim", "the record vanished inside the claim transaction");
-      const std::int64_t state = s.column_int(0);
-      switch (state) {
-        case state_in_progress: r.status = ClaimStatus::in_progress; break;
-        case state_completed: r.status = ClaimStatus::completed; break;
-        case state_failed: r.status = ClaimStatus::failed; break;
-        default:
-          detail::raise<CorruptRecordError>("sqlite record of key '" + std::string(key) +
-                                            "' has unknown state " + std::to_string(state));
-      }
-      if (s.column_type(1) == SQLITE_NULL)
-        detail::raise<CorruptRecordError>("sqlite record of key '" + std::string(key) +
-                                          "' has no fingerprint");
-      r.fingerprint = s.column_bytes(1);
-      if (r.status != ClaimStatus::in_progress) {
-        if (s.column_type(2) == SQLITE_NULL)
-          detail::raise<CorruptRecordError>("sqlite record of key '" + std::string(key) +
-                                            "' is finished but has no payload");
-        r.payload = s.column_bytes(2);
-      }
-      const std::int64_t left = s.column_int(3) - now;
-      r.remaining = std::chrono::milliseconds(left > 0 ? left : 1);
-    }
-    tx.commit();
+    Lease c = checkout("claim");
+    ClaimResult r = claim_on(*c, key, fingerprint, lease); // committed
+    verify_unmoved(*c, "claim");
     return r;
   }
 
-  /// Store concept 2: `InProgress(token)` → `Completed(payload)` for `ttl`.
+  /// Store concept 2: `InProgress(token)` → `Completed(payload)` for `ttl`. Also true, changing
+  /// nothing, when the record already is Completed by `token` (a re-sent complete).
   bool complete(std::string_view key, const Token& token, std::string_view payload,
                 std::chrono::milliseconds ttl) {
     return finish(key, token, payload, ttl, state_completed, "complete");
   }
 
-  /// Store concept 3: `InProgress(token)` → `Failed(payload)` for `ttl`.
+  /// Store concept 3: `InProgress(token)` → `Failed(payload)` for `ttl`. Also true, changing
+  /// nothing, when the record already is Failed by `token` (a re-sent fail).
   bool fail(std::string_view key, const Token& token, std::string_view payload,
             std::chrono::milliseconds ttl) {
     return finish(key, token, payload, ttl, state_failed, "fail");
@@ -214,40 +173,55 @@ class SqliteStore {
 
   /// Store concept 4: deletes `InProgress(token)`.
   bool release(std::string_view key, const Token& token) {
-    Lease c = checkout();
+    Lease c = checkout("release");
     const auto token_bytes = encode_token(token);
-    Stmt s(*this, *c, StmtId::release, "release");
-    s.bind_blob(1, key);
-    s.bind_blob(2, as_view(token_bytes));
-    s.run();
-    return sqlite3_changes(c->db.get()) == 1;
+    {
+      Stmt s(*this, *c, StmtId::release, "release");
+      s.bind_blob(1, key);
+      s.bind_blob(2, as_view(token_bytes));
+      s.run();
+    }
+    const bool released = sqlite3_changes(c->db.get()) == 1;
+    verify_unmoved(*c, "release");
+    return released;
   }
 
   /// Store concept 5: sets the lease of `InProgress(token)` to `lease` from now.
   bool renew(std::string_view key, const Token& token, std::chrono::milliseconds lease) {
-    Lease c = checkout();
+    Lease c = checkout("renew");
     const auto token_bytes = encode_token(token);
-    Stmt s(*this, *c, StmtId::renew, "renew");
-    s.bind_int(1, now_ms() + lease.count());
-    s.bind_blob(2, key);
-    s.bind_blob(3, as_view(token_bytes));
-    s.run();
-    return sqlite3_changes(c->db.get()) == 1;
+    {
+      Stmt s(*this, *c, StmtId::renew, "renew");
+      s.bind_int(1, now_ms() + lease.count());
+      s.bind_blob(2, key);
+      s.bind_blob(3, as_view(token_bytes));
+      s.run();
+    }
+    const bool renewed = sqlite3_changes(c->db.get()) == 1;
+    verify_unmoved(*c, "renew");
+    return renewed;
   }
 
   /// PurgeableStore: deletes up to `limit` expired records (completed / failed past their TTL,
   /// in-progress records `purge_in_progress_after` past their lease); returns how many went.
   std::size_t purge_expired(std::size_t limit) {
-    if (limit == 0) return 0;
-    Lease c = checkout();
+    if (limit == 0) {
+      throw_if_failed("purge_expired");
+      return 0;
+    }
+    Lease c = checkout("purge_expired");
     const std::int64_t now = now_ms();
-    Stmt s(*this, *c, StmtId::purge, "purge_expired");
-    s.bind_int(1, now);
-    s.bind_int(2, now - options_.purge_in_progress_after.count());
-    s.bind_int(3, limit > static_cast<std::size_t>(INT64_MAX) ? INT64_MAX
-                                                              : static_cast<std::int64_t>(limit));
-    s.run();
-    return static_cast<std::size_t>(sqlite3_changes64(c->db.get()));
+    {
+      Stmt s(*this, *c, StmtId::purge, "purge_expired");
+      s.bind_int(1, now);
+      s.bind_int(2, now - options_.purge_in_progress_after.count());
+      s.bind_int(3, limit > static_cast<std::size_t>(INT64_MAX) ? INT64_MAX
+                                                                : static_cast<std::int64_t>(limit));
+      s.run();
+    }
+    const auto purged = static_cast<std::size_t>(sqlite3_changes64(c->db.get()));
+    verify_unmoved(*c, "purge_expired");
+    return purged;
   }
 
   /// TransactionalStore: in ONE `BEGIN IMMEDIATE` transaction, checks that `key` is still
@@ -266,14 +240,18 @@ class SqliteStore {
   bool complete_in_transaction(std::string_view key, const Token& token,
                                std::chrono::milliseconds ttl,
                                std::function<std::string(transaction&)> body) {
-    Lease c = checkout();
+    const char* op = "complete_in_transaction";
+    Lease c = checkout(op);
     const auto token_bytes = encode_token(token);
-    TxGuard tx(*this, *c, "complete_in_transaction");
+    TxGuard tx(*this, *c, op);
     {
-      Stmt s(*this, *c, StmtId::check_token, "complete_in_transaction");
+      Stmt s(*this, *c, StmtId::check_token, op); // in progress, holding `token`
       s.bind_blob(1, key);
       s.bind_blob(2, as_view(token_bytes));
-      if (!s.step()) return false; // TxGuard rolls back
+      if (!s.step()) {
+        verify_unmoved(*c, op);
+        return false; // TxGuard rolls back
+      }
     }
     transaction handle(c->db.get());
     std::string result = body(handle); // on throw: TxGuard rolls back, exception propagates
@@ -283,7 +261,7 @@ class SqliteStore {
                   "is not allowed; use SAVEPOINT)");
     const std::int64_t now = now_ms();
     {
-      Stmt s(*this, *c, StmtId::finish, "complete_in_transaction");
+      Stmt s(*this, *c, StmtId::finish_in_progress, op);
       s.bind_int(1, state_completed);
       s.bind_blob(2, result);
       s.bind_int(3, now + ttl.count());
@@ -291,8 +269,12 @@ class SqliteStore {
       s.bind_blob(5, as_view(token_bytes));
       s.run();
     }
-    if (sqlite3_changes(c->db.get()) != 1) return false; // the body touched our record
+    if (sqlite3_changes(c->db.get()) != 1) { // the body touched our record
+      verify_unmoved(*c, op);
+      return false;
+    }
     tx.commit();
+    verify_unmoved(*c, op); // the commit went to the file this store opened
     return true;
   }
 
@@ -308,6 +290,7 @@ class SqliteStore {
     claim_upsert,
     select_record,
     finish,
+    finish_in_progress,
     release,
     renew,
     purge,
@@ -334,6 +317,13 @@ class SqliteStore {
         return "SELECT state, fingerprint, payload, expires_at FROM idempotency_records"
                " WHERE key = ?1";
       case StmtId::finish:
+        // idempotent per token: on a record already finished (state ?1) by this token it
+        // matches (changes() == 1) but keeps the payload and expiry first written
+        return "UPDATE idempotency_records SET state = ?1,"
+               " payload = CASE WHEN state = 0 THEN ?2 ELSE payload END,"
+               " expires_at = CASE WHEN state = 0 THEN ?3 ELSE expires_at END"
+               " WHERE key = ?4 AND token = ?5 AND state IN (0, ?1)";
+      case StmtId::finish_in_progress:
         return "UPDATE idempotency_records SET state = ?1, payload = ?2, expires_at = ?3"
                " WHERE key = ?4 AND state = 0 AND token = ?5";
       case StmtId::release:
@@ -474,18 +464,83 @@ class SqliteStore {
     bool committed_ = false;
   };
 
+  // The claim's transaction on `c`: upsert, else read the live record; commits.
+  ClaimResult claim_on(Connection& c, std::string_view key, std::string_view fingerprint,
+                       std::chrono::milliseconds lease) {
+    const std::int64_t now = now_ms(); // after the checkout's check: tests move the file here
+    TxGuard tx(*this, c, "claim");
+    const Token token = Token::random();
+    const std::array<unsigned char, 16> token_bytes = encode_token(token);
+    ClaimResult r;
+    bool acquired = false;
+    {
+      Stmt s(*this, c, StmtId::claim_upsert, "claim");
+      s.bind_blob(1, key);
+      s.bind_blob(2, as_view(token_bytes));
+      s.bind_blob(3, fingerprint);
+      s.bind_int(4, now + lease.count());
+      s.bind_int(5, now);
+      if (s.step()) {
+        acquired = true;
+        r.status = ClaimStatus::acquired;
+        r.token = token;
+        r.took_over = s.column_type(0) == SQLITE_INTEGER && s.column_int(0) == state_in_progress;
+        s.done();
+      }
+    }
+    if (acquired) {
+      tx.commit();
+      return r;
+    }
+    {
+      Stmt s(*this, c, StmtId::select_record, "claim");
+      s.bind_blob(1, key);
+      if (!s.step()) raise_store("claim", "the record vanished inside the claim transaction");
+      // a state or expiry of another type reads as 0 through sqlite3_column_int64: a text state
+      // would be "in progress" forever, and a text expiry never passes (text sorts above every
+      // number, so the upsert above never took the record over)
+      if (s.column_type(0) != SQLITE_INTEGER)
+        raise_corrupt(key, std::string("has a state that is not an integer (") +
+                               type_name(s.column_type(0)) + ")");
+      if (s.column_type(3) != SQLITE_INTEGER)
+        raise_corrupt(key, std::string("has an expiry that is not an integer (") +
+                               type_name(s.column_type(3)) + ")");
+      const std::int64_t state = s.column_int(0);
+      switch (state) {
+        case state_in_progress: r.status = ClaimStatus::in_progress; break;
+        case state_completed: r.status = ClaimStatus::completed; break;
+        case state_failed: r.status = ClaimStatus::failed; break;
+        default: raise_corrupt(key, "has unknown state " + std::to_string(state));
+      }
+      if (s.column_type(1) == SQLITE_NULL) raise_corrupt(key, "has no fingerprint");
+      r.fingerprint = s.column_bytes(1);
+      if (r.status != ClaimStatus::in_progress) {
+        if (s.column_type(2) == SQLITE_NULL) raise_corrupt(key, "is finished but has no payload");
+        r.payload = s.column_bytes(2);
+      }
+      const std::int64_t left = s.column_int(3) - now;
+      r.remaining = std::chrono::milliseconds(left > 0 ? left : 1);
+    }
+    tx.commit();
+    return r;
+  }
+
   bool finish(std::string_view key, const Token& token, std::string_view payload,
               std::chrono::milliseconds ttl, std::int64_t state, const char* op) {
-    Lease c = checkout();
+    Lease c = checkout(op);
     const auto token_bytes = encode_token(token);
-    Stmt s(*this, *c, StmtId::finish, op);
-    s.bind_int(1, state);
-    s.bind_blob(2, payload);
-    s.bind_int(3, now_ms() + ttl.count());
-    s.bind_blob(4, key);
-    s.bind_blob(5, as_view(token_bytes));
-    s.run();
-    return sqlite3_changes(c->db.get()) == 1;
+    {
+      Stmt s(*this, *c, StmtId::finish, op);
+      s.bind_int(1, state);
+      s.bind_blob(2, payload);
+      s.bind_int(3, now_ms() + ttl.count()); // after the checkout's check: tests move the file here
+      s.bind_blob(4, key);
+      s.bind_blob(5, as_view(token_bytes));
+      s.run();
+    }
+    const bool finished = sqlite3_changes(c->db.get()) == 1;
+    verify_unmoved(*c, op); // the write went to the file this store opened
+    return finished;
   }
 
   [[nodiscard]] std::int64_t now_ms() const {
@@ -509,6 +564,74 @@ class SqliteStore {
   [[noreturn]] void raise_store(const char* op, std::string cause) const {
     detail::raise<StoreError>("sqlite", op, path_ + ": " + std::move(cause));
   }
+  [[noreturn]] static void raise_corrupt(std::string_view key, const std::string& what) {
+    detail::raise<CorruptRecordError>("sqlite record of key '" + std::string(key) + "' " + what);
+  }
+  static const char* type_name(int type) noexcept {
+    switch (type) {
+      case SQLITE_INTEGER: return "integer";
+      case SQLITE_FLOAT: return "real";
+      case SQLITE_TEXT: return "text";
+      case SQLITE_BLOB: return "blob";
+      default: return "NULL";
+    }
+  }
+
+  // --- a database file deleted or replaced under the open store ---------------------------
+  //
+  // The unix VFS keeps writing to the inode it opened: after `rm` or a rename over the path,
+  // a store that went on would acknowledge records that no later opener of the path sees (and
+  // a new connection would open, or create, another file). So every call checks its
+  // connection at checkout and again after its statement, before it answers; a new connection
+  // is also checked against the anchor (the connection opened by the constructor, which never
+  // serves a call). From the first detection on the store refuses every call.
+
+  // SQLITE_FCNTL_HAS_MOVED: the path no longer names the file `db` has open. A VFS that cannot
+  // tell (SQLITE_NOTFOUND) reports "not moved".
+  static bool has_moved(sqlite3* db) noexcept {
+    int moved = 0;
+    return sqlite3_file_control(db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+           moved != 0;
+  }
+
+  [[noreturn]] void raise_moved(const char* op) const {
+    raise_store(op,
+                "the database file was deleted or replaced under the open store (the path no "
+                "longer names the file it opened); this store refuses every call from now on: "
+                "the store must be reopened (a new SqliteStore) once the file is in place");
+  }
+
+  void throw_if_failed(const char* op) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (failed_) raise_moved(op);
+  }
+
+  // Marks the store failed for good, closes the idle connections and the anchor (SQLite does
+  // not checkpoint into a moved file on close), and throws.
+  [[noreturn]] void fail_moved(const char* op) {
+    std::vector<std::unique_ptr<Connection>> closing;
+    std::unique_ptr<Connection> anchor;
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      failed_ = true;
+      closing.swap(idle_);
+      anchor = std::move(anchor_);
+    }
+    closing.clear();
+    anchor.reset();
+    raise_moved(op);
+  }
+
+  // After a statement, before the call answers: was it the file this store opened?
+  void verify_unmoved(const Connection& c, const char* op) {
+    if (has_moved(c.db.get())) fail_moved(op);
+  }
+
+  bool anchor_moved() {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return anchor_ == nullptr || has_moved(anchor_->db.get());
+  }
+
   [[noreturn]] void raise_sqlite(const Connection& c, int rc, const char* op) const {
     raise_sqlite(c.db.get(), rc, op);
   }
@@ -584,15 +707,28 @@ class SqliteStore {
                           " application (the file was not touched)");
   }
 
-  std::unique_ptr<Connection> open_connection(bool initialize) {
-    const char* op = "open";
+  // `initialize`: the constructor's connection (creates the file and the schema). Any later one
+  // never creates the file, and is checked to be on the store's file before anything reads or
+  // writes through it.
+  std::unique_ptr<Connection> open_connection(bool initialize, const char* op) {
     sqlite3* raw = nullptr;
-    const int rc =
-        sqlite3_open_v2(path_.c_str(), &raw,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    const int rc = sqlite3_open_v2(
+        path_.c_str(), &raw,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (initialize ? SQLITE_OPEN_CREATE : 0),
+        nullptr);
     auto c = std::make_unique<Connection>();
     c->db.reset(raw); // closed even when opening failed
-    if (rc != SQLITE_OK) raise_sqlite(raw, rc, op);
+    if (!initialize) {
+      // this connection is on the path's file now (not moved), and so is the anchor: the same
+      // file, the store's own
+      if (rc != SQLITE_OK) {
+        if (anchor_moved()) fail_moved(op);
+        raise_sqlite(raw, rc, op);
+      }
+      if (has_moved(raw) || anchor_moved()) fail_moved(op);
+    } else if (rc != SQLITE_OK) {
+      raise_sqlite(raw, rc, op);
+    }
     sqlite3* db = raw;
     sqlite3_extended_result_codes(db, 1);
     if (sqlite3_db_readonly(db, "main") == 1)
@@ -643,16 +779,25 @@ class SqliteStore {
     return c;
   }
 
-  Lease checkout() {
+  // A connection for one call: an idle one, checked to be still on the store's file, or a new
+  // one. Throws StoreError once the store failed.
+  Lease checkout(const char* op) {
+    std::unique_ptr<Connection> c;
     {
       const std::lock_guard<std::mutex> lock(mutex_);
+      if (failed_) raise_moved(op);
       if (!idle_.empty()) {
-        auto c = std::move(idle_.back());
+        c = std::move(idle_.back());
         idle_.pop_back();
-        return Lease(*this, std::move(c));
       }
     }
-    return Lease(*this, open_connection(/*initialize=*/false));
+    if (!c) {
+      c = open_connection(/*initialize=*/false, op);
+    } else if (has_moved(c->db.get())) {
+      c.reset();
+      fail_moved(op);
+    }
+    return Lease(*this, std::move(c));
   }
 
   void give_back(std::unique_ptr<Connection> c) noexcept {
@@ -660,13 +805,17 @@ class SqliteStore {
     // a connection left inside a transaction (a failed ROLLBACK) is closed, never reused
     if (sqlite3_get_autocommit(c->db.get()) == 0) return;
     const std::lock_guard<std::mutex> lock(mutex_);
+    if (failed_) return; // closed: a failed store keeps no connection
     if (idle_.size() < options_.max_idle_connections) idle_.push_back(std::move(c));
   }
 
   std::string path_;
   SqliteStoreOptions options_;
   std::mutex mutex_;
+  // guarded by mutex_:
+  std::unique_ptr<Connection> anchor_; // the constructor's connection; serves no call
   std::vector<std::unique_ptr<Connection>> idle_;
+  bool failed_ = false; // the file was deleted or replaced: every call throws
 };
 
 static_assert(Store<SqliteStore>);
