@@ -136,7 +136,8 @@ class FaultProxy {
     bool dead = false;
     Fault fault = Fault::none; // the fault this pair carries now
     std::chrono::milliseconds delay{0};
-    bool request_seen = false;   // drop_reply: the faulted request went out
+    bool request_seen = false;   // drop_reply / delay_reply: the faulted request went out
+    bool reply_held = false;     // delay_reply: the (first chunk of the) reply is held
     std::vector<Held> to_client; // delayed replies
     std::vector<Held> to_server; // stalled requests
   };
@@ -222,9 +223,9 @@ class FaultProxy {
       case Fault::stall:
         p.to_server.push_back({std::string(data, n), clock::now() + p.delay});
         return;
-      case Fault::drop_reply: p.request_seen = true; break;
-      case Fault::none:
-      case Fault::delay_reply: break;
+      case Fault::drop_reply:
+      case Fault::delay_reply: p.request_seen = true; break;
+      case Fault::none: break;
     }
     if (!p.to_server.empty()) { // keep the order behind a stalled request
       p.to_server.push_back({std::string(data, n), clock::now()});
@@ -242,8 +243,12 @@ class FaultProxy {
           send_all(p.client, data, n);
         return;
       case Fault::delay_reply:
-        p.to_client.push_back({std::string(data, n), clock::now() + p.delay});
-        return;
+        if (p.request_seen && !p.reply_held) {
+          p.reply_held = true;
+          p.to_client.push_back({std::string(data, n), clock::now() + p.delay});
+          return;
+        }
+        break;
       case Fault::none:
       case Fault::reset_before:
       case Fault::stall: break;
@@ -274,8 +279,11 @@ class FaultProxy {
       close_pair(p, false); // the late request went out; nobody is left to read its reply
       return next;
     }
-    if (p.to_server.empty() && p.to_client.empty() && p.fault != Fault::drop_reply)
-      p.fault = Fault::none; // the delayed or stalled request is through: back to normal
+    const bool through = p.fault == Fault::stall || (p.fault == Fault::delay_reply && p.reply_held);
+    if (through && p.to_server.empty() && p.to_client.empty()) {
+      p.fault = Fault::none; // the stalled request or the delayed reply is through
+      p.request_seen = p.reply_held = false;
+    }
     return next;
   }
 
