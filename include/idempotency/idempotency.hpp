@@ -7,6 +7,7 @@
 // headers of their own under idempotency/stores/ (sqlite_store.hpp, redis_store.hpp,
 // postgres_store.hpp).
 
+#include <idempotency/attempt.hpp>
 #include <idempotency/codec.hpp>
 #include <idempotency/errors.hpp>
 #include <idempotency/executor.hpp>
@@ -14,6 +15,7 @@
 #include <idempotency/format.hpp>
 #include <idempotency/key.hpp>
 #include <idempotency/observer.hpp>
+#include <idempotency/options.hpp>
 #include <idempotency/retry.hpp>
 #include <idempotency/store.hpp>
 #include <idempotency/stores/in_memory_store.hpp>

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The idempotency authors
+#pragma once
+// The executor's options and policy types, and what a call returns (`Outcome`).
+
+#include <idempotency/codec.hpp>
+#include <idempotency/errors.hpp>
+#include <idempotency/key.hpp>
+#include <idempotency/observer.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+
+namespace idempotency {
+
+/// What a caller meets when another caller holds the key.
+enum class InProgressPolicy : std::uint8_t {
+  reject, ///< `InProgressError` at once (HTTP 409)
+  wait,   ///< wait until the holder finishes or `wait_deadline` passes, then `InProgressError`
+};
+
+/// What happens to the claim when the operation throws.
+enum class OnException : std::uint8_t {
+  release,  ///< delete the claim and rethrow: a retry runs the operation again
+  remember, ///< store the failure and rethrow: every retry gets `ReplayedFailureError`
+};
+
+/// What happens to a value the operation returned (see `Options::classify_result`).
+enum class OnResult : std::uint8_t {
+  record,  ///< store it as the key's result: every retry replays it (e.g. an HTTP 4xx response)
+  release, ///< return it to this caller only and release the claim: a retry runs again (5xx)
+};
+
+/// How `complete` is retried when the store throws `StoreError` after the operation succeeded.
+/// Retries stop at `max_attempts` or when the next pause would pass the lease, whichever is
+/// first; then the call throws `ResultNotRecordedError` carrying the value.
+struct CompletionRetry {
+  /// Calls to `complete` in all, the first one included (1 = no retry).
+  int max_attempts = 4;
+  /// Cap of the first pause; doubles per retry (full jitter: the pause is uniform in [0, cap]).
+  std::chrono::milliseconds initial_backoff = std::chrono::milliseconds(50);
+  /// Largest cap of one pause.
+  std::chrono::milliseconds max_backoff = std::chrono::seconds(2);
+};
+
+/// The executor's policies (design §4). Defaults follow common practice.
+struct Options {
+  /// How long a completed or failed record is replayed.
+  std::chrono::milliseconds result_ttl = std::chrono::hours(1);
+  /// How long an in-progress claim blocks others before a retry may take it over.
+  std::chrono::milliseconds lease = std::chrono::seconds(60);
+  /// What a caller meets while another caller holds the key.
+  InProgressPolicy in_progress = InProgressPolicy::reject;
+  /// With `InProgressPolicy::wait`: the longest a caller waits.
+  std::chrono::milliseconds wait_deadline = std::chrono::seconds(30);
+  /// What happens to the claim when the operation throws.
+  OnException on_exception = OnException::release;
+  /// Per-exception choice, overriding `on_exception` when set.
+  std::function<OnException(const std::exception&)> classify{};
+  /// Prefix of every storage key (tenant / operation / version).
+  Scope scope{};
+  /// Largest encoded result; a larger one throws `PayloadTooLargeError` and is stored nowhere.
+  std::size_t max_payload = default_max_payload;
+  /// Renew the lease at about `lease / 3` while the operation runs (one timer thread per
+  /// executor). An operation taking a `std::stop_token` first is told when the lease is lost.
+  bool renew_lease = false;
+  /// Per returned value: `record` it (the default when unset) or `release` the key. It sees
+  /// the value as it would be stored (its JSON), so one classifier serves every result type.
+  std::function<OnResult(const nlohmann::json&)> classify_result{};
+  /// How `complete` is retried when the store fails after the operation succeeded.
+  CompletionRetry completion_retry{};
+  /// Told of every state change; null (the default) costs nothing. Must outlive the executor.
+  Observer* observer = nullptr;
+};
+
+/// A result and whether it was replayed from the store rather than computed by this call.
+template <class T>
+struct Outcome {
+  T value;
+  bool replayed = false;
+};
+
+template <>
+struct Outcome<void> {
+  bool replayed = false;
+};
+
+} // namespace idempotency
