@@ -24,6 +24,7 @@ enum class errc : std::uint8_t {
   payload_too_large,    ///< the encoded result is over the size limit; stored nowhere
   capacity_exceeded,    ///< the store is full (InMemoryStore with a capacity bound)
   result_not_recorded,  ///< the operation succeeded but its result could not be stored
+  invalid_options,      ///< an executor option breaks its rule; no executor was built
 };
 
 /// The stable name of an error code, as used in the message prefix `[idempotency.<name>]`.
@@ -39,6 +40,7 @@ constexpr std::string_view to_string(errc code) noexcept {
     case errc::payload_too_large: return "payload_too_large";
     case errc::capacity_exceeded: return "capacity_exceeded";
     case errc::result_not_recorded: return "result_not_recorded";
+    case errc::invalid_options: return "invalid_options";
   }
   return "unknown";
 }
@@ -173,6 +175,14 @@ class ResultNotRecordedError : public Error {
 
  private:
   std::string encoded_value_;
+};
+
+/// An executor option is zero, negative, or so large that `now + d` could overflow (design §4):
+/// such an option would run operations twice, so the executor is not built.
+class InvalidOptionsError : public Error {
+ public:
+  explicit InvalidOptionsError(const std::string& message)
+      : Error(errc::invalid_options, message) {}
 };
 
 namespace detail {

@@ -110,7 +110,7 @@ class IdempotencyExecutor {
       : store_(&store),
         options_(std::move(options)),
         state_(std::make_unique<detail::ExecutorState>()) {
-    options_.scope.validate();
+    validate(options_);
     prefix_ = options_.scope.prefix();
   }
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <string>
 
 namespace idempotency {
 
@@ -77,6 +78,35 @@ struct Options {
   /// Told of every state change; null (the default) costs nothing. Must outlive the executor.
   Observer* observer = nullptr;
 };
+
+/// The longest duration an option may hold (100 years): long enough for "forever", short
+/// enough that `now + d` never overflows a clock or a store's millisecond arithmetic.
+inline constexpr std::chrono::milliseconds max_option_duration = std::chrono::hours(24 * 365 * 100);
+
+/// Throws `InvalidOptionsError` for an option that would make the executor unsafe: a lease,
+/// TTL, deadline or backoff that is zero or negative (or over `max_option_duration`), no
+/// completion attempt, a zero payload limit, or an invalid scope (`InvalidKeyError`).
+inline void validate(const Options& o) {
+  const auto check = [](const char* name, std::chrono::milliseconds d, bool zero_ok) {
+    if (d.count() < 0 || (!zero_ok && d.count() == 0) || d > max_option_duration)
+      detail::raise<InvalidOptionsError>(
+          std::string("Options::") + name + " is " + std::to_string(d.count()) +
+          " ms; it must be " + (zero_ok ? "0" : "1") + " ms .. " +
+          std::to_string(max_option_duration.count()) + " ms (100 years)");
+  };
+  check("result_ttl", o.result_ttl, false);
+  check("lease", o.lease, false);
+  check("wait_deadline", o.wait_deadline, false);
+  check("completion_retry.initial_backoff", o.completion_retry.initial_backoff, true);
+  check("completion_retry.max_backoff", o.completion_retry.max_backoff, true);
+  if (o.completion_retry.max_attempts < 1)
+    detail::raise<InvalidOptionsError>("Options::completion_retry.max_attempts is " +
+                                       std::to_string(o.completion_retry.max_attempts) +
+                                       "; at least 1 call to complete is needed");
+  if (o.max_payload == 0)
+    detail::raise<InvalidOptionsError>("Options::max_payload is 0; no result could be stored");
+  o.scope.validate();
+}
 
 /// A result and whether it was replayed from the store rather than computed by this call.
 template <class T>

@@ -29,6 +29,9 @@ TEST_CASE("every error has its code and the stable message prefix", "[errors]") 
   CHECK(starts_with(what_of(ip), "[idempotency.in_progress] busy"));
   CHECK(FingerprintMismatchError("m").code() == errc::fingerprint_mismatch);
   CHECK(LeaseLostError("l").code() == errc::lease_lost);
+  CHECK(InvalidOptionsError("o").code() == errc::invalid_options);
+  CHECK(starts_with(what_of(InvalidOptionsError("lease is 0")),
+                    "[idempotency.invalid_options] lease is 0"));
   const StoreError se("RedisStore", "claim", "Connection refused");
   CHECK(se.code() == errc::store_failure);
   CHECK(se.store() == "RedisStore");
@@ -76,7 +79,7 @@ TEST_CASE("errors form one hierarchy under idempotency::Error and std::runtime_e
 
 TEST_CASE("every code has a distinct stable name", "[errors]") {
   std::set<std::string_view> names;
-  for (int c = 1; c <= static_cast<int>(errc::result_not_recorded); ++c)
+  for (int c = 1; c <= static_cast<int>(errc::invalid_options); ++c)
     CHECK(names.insert(to_string(static_cast<errc>(c))).second);
   CHECK(names.count("unknown") == 0);
 }

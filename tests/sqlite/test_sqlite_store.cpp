@@ -1328,3 +1328,21 @@ TEST_CASE("SqliteStore: a NULL state or expiry (a table made without NOT NULL) i
     CHECK(error.find("'" + key + "'") != std::string::npos);
   }
 }
+
+TEST_CASE("SqliteStore: 'forever' durations saturate instead of wrapping into the past",
+          "[sqlite]") {
+  // before: now + Ms::max() overflowed, so a "forever" lease or TTL was already expired
+  TempDir dir;
+  SqliteStore store{dir.file("forever.db")};
+  const auto forever = std::chrono::milliseconds::max();
+  const auto c = store.claim("lease", "fp", forever);
+  REQUIRE(c.acquired());
+  CHECK(store.claim("lease", "fp", 1s).status == ClaimStatus::in_progress);
+  CHECK(store.renew("lease", c.token, forever));
+  CHECK(store.claim("lease", "fp", 1s).status == ClaimStatus::in_progress);
+  CHECK(store.complete("lease", c.token, "v", forever));
+  const auto r = store.claim("lease", "fp", 1s);
+  CHECK(r.status == ClaimStatus::completed);
+  CHECK(r.payload == "v");
+  CHECK(store.purge_expired(100) == 0);
+}

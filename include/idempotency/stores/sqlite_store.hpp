@@ -192,7 +192,7 @@ class SqliteStore {
     const auto token_bytes = encode_token(token);
     {
       Stmt s(*this, *c, StmtId::renew, "renew");
-      s.bind_int(1, now_ms() + lease.count());
+      s.bind_int(1, plus(now_ms(), lease));
       s.bind_blob(2, key);
       s.bind_blob(3, as_view(token_bytes));
       s.run();
@@ -214,7 +214,7 @@ class SqliteStore {
     {
       Stmt s(*this, *c, StmtId::purge, "purge_expired");
       s.bind_int(1, now);
-      s.bind_int(2, now - options_.purge_in_progress_after.count());
+      s.bind_int(2, plus(now, -options_.purge_in_progress_after));
       s.bind_int(3, limit > static_cast<std::size_t>(INT64_MAX) ? INT64_MAX
                                                                 : static_cast<std::int64_t>(limit));
       s.run();
@@ -264,7 +264,7 @@ class SqliteStore {
       Stmt s(*this, *c, StmtId::finish_in_progress, op);
       s.bind_int(1, state_completed);
       s.bind_blob(2, result);
-      s.bind_int(3, now + ttl.count());
+      s.bind_int(3, plus(now, ttl));
       s.bind_blob(4, key);
       s.bind_blob(5, as_view(token_bytes));
       s.run();
@@ -478,7 +478,7 @@ class SqliteStore {
       s.bind_blob(1, key);
       s.bind_blob(2, as_view(token_bytes));
       s.bind_blob(3, fingerprint);
-      s.bind_int(4, now + lease.count());
+      s.bind_int(4, plus(now, lease));
       s.bind_int(5, now);
       if (s.step()) {
         acquired = true;
@@ -533,7 +533,7 @@ class SqliteStore {
       Stmt s(*this, *c, StmtId::finish, op);
       s.bind_int(1, state);
       s.bind_blob(2, payload);
-      s.bind_int(3, now_ms() + ttl.count()); // after the checkout's check: tests move the file here
+      s.bind_int(3, plus(now_ms(), ttl)); // after the checkout's check: tests move the file here
       s.bind_blob(4, key);
       s.bind_blob(5, as_view(token_bytes));
       s.run();
@@ -541,6 +541,14 @@ class SqliteStore {
     const bool finished = sqlite3_changes(c->db.get()) == 1;
     verify_unmoved(*c, op); // the write went to the file this store opened
     return finished;
+  }
+
+  // now + d in ms, clamped to the int64 range (a "forever" duration must not wrap around).
+  [[nodiscard]] static std::int64_t plus(std::int64_t now, std::chrono::milliseconds d) noexcept {
+    const std::int64_t v = d.count();
+    if (v > 0 && now > INT64_MAX - v) return INT64_MAX;
+    if (v < 0 && now < INT64_MIN - v) return INT64_MIN;
+    return now + v;
   }
 
   [[nodiscard]] std::int64_t now_ms() const {
