@@ -12,7 +12,7 @@ namespace idempotency {
 
 /// The key rules (design §4): 1..255 bytes of visible ASCII (0x21..0x7E).
 inline constexpr std::size_t max_key_size = 255;
-/// A scope part: 0..64 bytes of visible ASCII except '/', the separator.
+/// A scope part: 0..64 bytes of visible ASCII.
 inline constexpr std::size_t max_scope_part_size = 64;
 
 namespace detail {
@@ -42,12 +42,23 @@ inline void validate_key(std::string_view key) {
 }
 
 /// A prefix of the storage key so two tenants' (operations', versions') keys never meet.
-/// Each part is optional; the storage key is `tenant/operation/version/key` when any part is
-/// set, and the key alone otherwise.
+/// Each part is optional (0..64 bytes of visible ASCII; '/' is data like any other byte).
+///
+/// The storage key is the key alone when every part is empty, and otherwise
+/// `\x1e tenant \x1f operation \x1f version \x1f key`: the control bytes 0x1E / 0x1F can
+/// appear in no key and no part, so the mapping from (scope, key) to storage key is injective
+/// — an unscoped key can never name a scoped record, and no scope can name another's.
+/// (Version 0.1 wrote `tenant/operation/version/key`, which a crafted key could forge; see
+/// the README on records written by 0.1.)
 struct Scope {
   std::string tenant{};
   std::string operation{};
   std::string version{};
+
+  /// Opens a scoped storage key.
+  static constexpr char begin_marker = '\x1e';
+  /// Ends each scope part.
+  static constexpr char part_end = '\x1f';
 
   [[nodiscard]] bool empty() const noexcept {
     return tenant.empty() && operation.empty() && version.empty();
@@ -64,13 +75,14 @@ struct Scope {
   [[nodiscard]] std::string prefix() const {
     if (empty()) return {};
     std::string p;
-    p.reserve(tenant.size() + operation.size() + version.size() + 3);
+    p.reserve(tenant.size() + operation.size() + version.size() + 4);
+    p += begin_marker;
     p += tenant;
-    p += '/';
+    p += part_end;
     p += operation;
-    p += '/';
+    p += part_end;
     p += version;
-    p += '/';
+    p += part_end;
     return p;
   }
 
@@ -81,11 +93,10 @@ struct Scope {
                                      std::to_string(part.size()) + " bytes, over the limit of " +
                                      std::to_string(max_scope_part_size));
     for (char c : part)
-      if (!detail::visible_ascii(c) || c == '/')
-        detail::raise<InvalidKeyError>(
-            "scope " + std::string(what) + " has byte " +
-            detail::describe_byte(static_cast<unsigned char>(c)) +
-            "; only visible ASCII (0x21..0x7E) other than '/' is allowed");
+      if (!detail::visible_ascii(c))
+        detail::raise<InvalidKeyError>("scope " + std::string(what) + " has byte " +
+                                       detail::describe_byte(static_cast<unsigned char>(c)) +
+                                       "; only visible ASCII (0x21..0x7E) is allowed");
   }
 };
 

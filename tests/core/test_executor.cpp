@@ -325,8 +325,13 @@ TEST_CASE("scopes keep tenants' keys apart", "[executor]") {
   CHECK(acme.execute("order-1", [] { return 1; }) == 1);
   CHECK(globex.execute("order-1", [] { return 2; }) == 2);
   CHECK(acme.execute("order-1", [] { return 3; }) == 1);
-  CHECK(acme.storage_key("order-1") == "acme/charge/v1/order-1");
-  CHECK_THROWS_AS((IdempotencyExecutor{store, {.scope = {"a/b", "", ""}}}), InvalidKeyError);
+  CHECK(acme.storage_key("order-1") ==
+        "\x1e"
+        "acme\x1f"
+        "charge\x1f"
+        "v1\x1f"
+        "order-1");
+  CHECK_THROWS_AS((IdempotencyExecutor{store, {.scope = {"a b", "", ""}}}), InvalidKeyError);
 }
 
 TEST_CASE("a corrupt stored record is a typed error and is not overwritten", "[executor]") {
@@ -455,4 +460,17 @@ TEST_CASE("exactly once under races: 8 threads x 1,000 keys, wait policy", "[exe
   InMemoryStore store;
   IdempotencyExecutor exec{store, {.in_progress = InProgressPolicy::wait}};
   race_exactly_once(exec, 8, 1000, false);
+}
+
+TEST_CASE("an unscoped key cannot reach a tenant's record (scoping is injective)", "[executor]") {
+  // the reproduction: "tenant-b///order-1" was tenant-b's storage key for "order-1"
+  InMemoryStore s;
+  IdempotencyExecutor b{s, {.scope = {.tenant = "tenant-b"}}};
+  IdempotencyExecutor u{s};
+  CHECK(b.execute("order-1", [] { return 1; }) == 1);
+  const auto o = u.execute_outcome("tenant-b///order-1", [] { return 2; });
+  CHECK_FALSE(o.replayed);
+  CHECK(o.value == 2);
+  CHECK(b.execute("order-1", [] { return 3; }) == 1);
+  CHECK(b.storage_key("order-1") != u.storage_key("tenant-b///order-1"));
 }

@@ -72,7 +72,12 @@ TEST_CASE("every state change reaches the observer with the storage key and time
   auto s = rec.take();
   CHECK(Recorder::events(s) == V{Event::claimed, Event::completed});
   REQUIRE(s.size() == 2);
-  CHECK(s[0].key == "acme/pay/v1/a");
+  CHECK(s[0].key ==
+        "\x1e"
+        "acme\x1f"
+        "pay\x1f"
+        "v1\x1f"
+        "a");                 // the storage key
   CHECK(s[1].elapsed >= 5ms); // claim to completion includes the operation
 
   (void)exec.execute("a", [] { return 2; });
