@@ -55,7 +55,8 @@ class OwnerGuard {
         state_(other.state_),
         flight_(std::move(other.flight_)),
         renewal_(std::move(other.renewal_)),
-        claimed_at_(other.claimed_at_) {}
+        claimed_at_(other.claimed_at_),
+        ended_(other.ended_) {}
   OwnerGuard& operator=(OwnerGuard&&) = delete;
   OwnerGuard(const OwnerGuard&) = delete;
   OwnerGuard& operator=(const OwnerGuard&) = delete;
@@ -96,12 +97,15 @@ class OwnerGuard {
   template <class U = T>
     requires(!std::is_void_v<U>)
   void commit(const U& value) {
+    ensure_holding("commit");
     std::string payload;
     try {
       payload = codec::encode(value, options_->max_payload);
-    } catch (...) {
-      release();
+    } catch (const PayloadTooLargeError&) {
+      release(); // stored nowhere: a retry may run again
       throw;
+    } catch (const ResultNotRecordedError& e) {
+      keep_unrecorded(e); // the operation ran: the claim is kept
     }
     commit_encoded(std::move(payload));
   }
@@ -116,6 +120,7 @@ class OwnerGuard {
     ensure_holding("fail");
     const bool was_lost = stop_renewal();
     holding_ = false;
+    ended_ = "remembered a failure";
     if (was_lost) lost("fail");
     std::string payload = codec::encode_failure(kind, message, options_->max_payload);
     bool ok = false;
@@ -135,6 +140,7 @@ class OwnerGuard {
     stop_renewal();
     if (!holding_) return false;
     holding_ = false;
+    ended_ = "released the key";
     bool ok = false;
     try {
       ok = store_->release(key_, token_);
@@ -186,9 +192,14 @@ class OwnerGuard {
         claimed_at_(claimed_at) {}
 
   void ensure_holding(std::string_view what) const {
-    if (!holding_)
+    if (holding_) return;
+    if (ended_ != nullptr)
       detail::raise<LeaseLostError>("cannot " + std::string(what) + " key '" + key_ +
-                                    "': this guard no longer holds it");
+                                    "': this guard already " + ended_ +
+                                    " (a guard commits, fails or releases once; a second call "
+                                    "is a programming mistake)");
+    detail::raise<LeaseLostError>("cannot " + std::string(what) + " key '" + key_ +
+                                  "': this guard no longer holds it");
   }
 
   [[noreturn]] void lost(std::string_view what) {
@@ -231,6 +242,7 @@ class OwnerGuard {
       lost("complete");
     }
     holding_ = false;
+    ended_ = "committed";
     const CompletionRetry& policy = options_->completion_retry;
     const auto lease_end = claimed_at_ + options_->lease;
     bool done = false;
@@ -267,6 +279,16 @@ class OwnerGuard {
     throw err;
   }
 
+  // The operation ran, but its result cannot be encoded (NaN, invalid UTF-8, a throwing
+  // to_json): treated like a result the store could not record. The claim is NOT released.
+  [[noreturn]] void keep_unrecorded(const ResultNotRecordedError& e) {
+    stop_renewal();
+    holding_ = false;
+    ended_ = "could not record its result";
+    flight_.publish(detail::Flight::State::error, {}, std::make_exception_ptr(e));
+    throw e;
+  }
+
   // The result was recorded (or not) by other means (the transactional path).
   void finish_external(bool recorded, std::string payload) {
     stop_renewal();
@@ -289,6 +311,7 @@ class OwnerGuard {
   detail::FlightHandle flight_{};
   std::shared_ptr<detail::LeaseEntry> renewal_{};
   std::chrono::steady_clock::time_point claimed_at_{};
+  const char* ended_ = nullptr; // how this guard let go of the key, for a second call's message
 };
 
 /// The result of `begin`: either a replayed value or an `OwnerGuard` to run the operation.

@@ -35,6 +35,9 @@
 namespace idempotency {
 
 namespace detail {
+/// Thrown out of a transaction body to roll it back when the result classifier says release.
+struct NotRecorded {};
+
 template <class F, class... Args>
 using result_of_t = std::remove_cvref_t<std::invoke_result_t<F, Args...>>;
 
@@ -193,20 +196,19 @@ class IdempotencyExecutor {
       return Outcome<void>{false};
     } else {
       R value = run_guarded(guard, fn, args...);
-      if (options_.classify_result) {
-        const nlohmann::json j(value);
-        if (options_.classify_result(j) == OnResult::release) {
-          guard.release();
-          return Outcome<R>{std::move(value), false};
-        }
-        std::string payload = j.dump();
-        if (payload.size() > options_.max_payload) {
-          guard.release();
-          detail::raise<PayloadTooLargeError>(payload.size(), options_.max_payload);
-        }
-        guard.commit_encoded(std::move(payload));
+      std::optional<std::string> payload;
+      try {
+        payload = encode_result(value);
+      } catch (const PayloadTooLargeError&) {
+        guard.release(); // stored nowhere: a retry may run again
+        throw;
+      } catch (const ResultNotRecordedError& e) {
+        guard.keep_unrecorded(e); // the operation ran: the claim is kept
+      }
+      if (!payload) {
+        guard.release(); // the classifier said: do not record this one
       } else {
-        guard.commit(value);
+        guard.commit_encoded(std::move(*payload));
       }
       return Outcome<R>{std::move(value), false};
     }
@@ -251,26 +253,67 @@ class IdempotencyExecutor {
     OwnerGuard<S, R>& guard = attempt.guard();
     std::optional<std::conditional_t<std::is_void_v<R>, std::monostate, R>> result;
     std::string encoded;
+    // where an exception came from: only one thrown by the body itself is the operation's
+    enum class Stage : std::uint8_t { store, body, encoding } stage = Stage::store;
     bool recorded = false;
     try {
       recorded = store_->complete_in_transaction(
           guard.storage_key(), guard.token(), options_.result_ttl,
           [&](detail::transaction_t<S, F>& tx) -> std::string {
+            stage = Stage::body;
             if constexpr (std::is_void_v<R>) {
               std::invoke(fn, tx, args...);
               result.emplace();
               encoded = codec::encode_void();
             } else {
               result.emplace(std::invoke(fn, tx, args...));
-              encoded = codec::encode(*result, options_.max_payload);
+              stage = Stage::encoding;
+              std::optional<std::string> payload = encode_result(*result);
+              if (!payload) throw detail::NotRecorded{}; // the classifier: roll back, release
+              encoded = std::move(*payload);
             }
+            stage = Stage::store;
             return encoded;
           });
+    } catch (const detail::NotRecorded&) {
+      // rolled back with the body's writes: as if it never ran, and the caller gets the value
+      guard.release();
+      if constexpr (std::is_void_v<R>) {
+        return Outcome<void>{false}; // not reached: a void result is never classified
+      } else {
+        return Outcome<R>{std::move(*result), false};
+      }
+    } catch (const ResultNotRecordedError& e) {
+      if (stage != Stage::encoding) {
+        if (stage == Stage::body) apply_exception_policy(guard, &e);
+        throw;
+      }
+      guard.release(); // the transaction rolled back: nothing was written, a retry may run
+      detail::raise<ResultNotRecordedError>(
+          std::string(e.what()) +
+              " -- in execute_in_transaction the transaction was rolled back and the claim "
+              "released instead: nothing was written, and a retry runs the operation again",
+          std::string());
+    } catch (const PayloadTooLargeError& e) {
+      if (stage == Stage::body) {
+        apply_exception_policy(guard, &e); // the body's own
+      } else {
+        guard.release(); // rolled back, stored nowhere
+      }
+      throw;
     } catch (const std::exception& e) {
-      apply_exception_policy(guard, e);
+      if (stage == Stage::body) {
+        apply_exception_policy(guard, &e);
+      } else { // the store failed outside the body: not the operation's failure
+        release_after_store_failure(guard);
+      }
       throw;
     } catch (...) {
-      guard.release();
+      if (stage == Stage::body) {
+        apply_exception_policy(guard, nullptr);
+      } else {
+        release_after_store_failure(guard);
+      }
       throw;
     }
     guard.finish_external(recorded, std::move(encoded));
@@ -354,6 +397,14 @@ class IdempotencyExecutor {
         if (obs != nullptr) detail::notify(*obs, Event::store_error, skey, t0);
         throw;
       }
+      if (r.acquired() && r.token.empty()) {
+        // a store that broke its contract: running now could never be recorded
+        if (obs != nullptr) detail::notify(*obs, Event::store_error, skey, t0);
+        detail::raise<StoreError>(std::string(store_->name()), "claim",
+                                  "the store answered acquired without a token (a Store "
+                                  "must hand out a fresh non-empty token); nothing was run");
+      }
+      if (r.remaining < std::chrono::milliseconds(0)) r.remaining = {}; // a store's odd clock
       if (r.acquired()) {
         if (waited) report(Event::waited);
         const auto now = clock::now();
@@ -405,6 +456,29 @@ class IdempotencyExecutor {
     }
   }
 
+  // The payload to record for `value` (Options::classify_result applied), or nullopt when the
+  // classifier says release. Throws ResultNotRecordedError (cannot be encoded exactly) or
+  // PayloadTooLargeError; the caller decides what becomes of the claim.
+  template <class R>
+  std::optional<std::string> encode_result(const R& value) const {
+    if (!options_.classify_result) return codec::encode(value, options_.max_payload);
+    const nlohmann::json j = codec::to_json_checked(value);
+    if (options_.classify_result(j) == OnResult::release) return std::nullopt;
+    return codec::dump_checked(j, options_.max_payload);
+  }
+
+  // The store failed around a transaction (before the body ran, or at the commit): the
+  // transaction rolled back or its outcome is unknown. Releasing is safe either way (it is
+  // token-checked in state InProgress: a record that did commit is never deleted); a release
+  // that fails leaves the key to its lease. The store's exception is what the caller gets.
+  template <class R>
+  static void release_after_store_failure(OwnerGuard<S, R>& guard) noexcept {
+    try {
+      guard.release();
+    } catch (...) {
+    }
+  }
+
   template <class R>
   static Outcome<R> replayed_outcome(Attempt<S, R>& attempt) {
     if constexpr (std::is_void_v<R>) {
@@ -432,28 +506,43 @@ class IdempotencyExecutor {
         return std::invoke(fn, args...);
       }
     } catch (const std::exception& e) {
-      apply_exception_policy(guard, e);
+      apply_exception_policy(guard, &e);
       throw;
     } catch (...) {
-      try {
-        guard.release();
-      } catch (...) { // the original exception matters more
-      }
+      apply_exception_policy(guard, nullptr);
       throw;
     }
   }
 
+  // Called inside the handler of the operation's own exception (`e`, or null for one that is
+  // not a std::exception): remember or release as the policy says. If the store fails at
+  // that, the caller gets that `StoreError` with the operation's exception nested in it
+  // (`std::rethrow_if_nested`), never just the operation's exception: the key is then left
+  // to its lease.
   template <class R>
-  void apply_exception_policy(OwnerGuard<S, R>& guard, const std::exception& e) {
+  void apply_exception_policy(OwnerGuard<S, R>& guard, const std::exception* e) {
     if (!guard.holding()) return;
-    const OnException what = options_.classify ? options_.classify(e) : options_.on_exception;
+    const std::exception_ptr original = std::current_exception();
+    const OnException what = e == nullptr        ? OnException::release
+                             : options_.classify ? options_.classify(*e)
+                                                 : options_.on_exception;
     try {
       if (what == OnException::remember) {
-        guard.fail(codec::exception_kind(e), e.what());
+        guard.fail(codec::exception_kind(*e), e->what());
       } else {
         guard.release();
       }
-    } catch (...) { // the original exception matters more; the lease covers a store failure
+    } catch (const StoreError& failed) {
+      StoreError outer(failed.store(), failed.operation(),
+                       failed.cause() +
+                           " (after the operation threw; its exception is nested, and the key "
+                           "stays in progress until its lease passes)");
+      try {
+        std::rethrow_exception(original);
+      } catch (...) {
+        std::throw_with_nested(outer);
+      }
+    } catch (...) { // lease lost while remembering: the operation's exception matters more
     }
   }
 

@@ -4,7 +4,11 @@
 
 #include "support/catch.hpp"
 
+#include <cstdint>
+#include <limits>
 #include <map>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,4 +56,58 @@ TEST_CASE("failures round-trip, also with invalid UTF-8 and huge messages", "[co
 
 TEST_CASE("exception kinds are readable type names", "[codec]") {
   CHECK(codec::exception_kind(std::runtime_error("x")) == "std::runtime_error");
+}
+
+namespace {
+struct Throwing {};
+[[maybe_unused]] void to_json(nlohmann::json&, const Throwing&) {
+  throw std::runtime_error("to_json refuses");
+}
+[[maybe_unused]] void from_json(const nlohmann::json&, Throwing&) {
+  throw std::runtime_error("from_json refuses");
+}
+} // namespace
+
+TEST_CASE("a value JSON cannot hold exactly is not encodable (never stored as null)", "[codec]") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  CHECK_THROWS_AS(codec::encode(nan, 100), ResultNotRecordedError);
+  CHECK_THROWS_AS(codec::encode(-inf, 100), ResultNotRecordedError);
+  CHECK_THROWS_AS(codec::encode(std::vector<double>{1.0, inf}, 100), ResultNotRecordedError);
+  CHECK_THROWS_AS(codec::encode(std::string("caf\xc3"), 100), ResultNotRecordedError);
+  CHECK_THROWS_AS(codec::encode(Throwing{}, 100), ResultNotRecordedError);
+  CHECK(codec::encode(std::optional<int>{}, 100) == "null");
+  CHECK(codec::encode(std::optional<int>{7}, 100) == "7");
+  CHECK_THROWS_AS(codec::encode(std::optional<double>{nan}, 100), ResultNotRecordedError);
+}
+
+TEST_CASE("decoding returns the recorded number or CorruptRecordError, never another number",
+          "[codec]") {
+  CHECK_THROWS_AS(codec::decode<int>("4294967297", "k"), CorruptRecordError);
+  CHECK_THROWS_AS(codec::decode<unsigned>("-1", "k"), CorruptRecordError);
+  CHECK_THROWS_AS(codec::decode<long>("4.4e21", "k"), CorruptRecordError); // UB before
+  CHECK_THROWS_AS(codec::decode<int>("1.5", "k"), CorruptRecordError);
+  CHECK_THROWS_AS(codec::decode<std::int8_t>("300", "k"), CorruptRecordError);
+  CHECK_THROWS_AS(codec::decode<float>("1e300", "k"), CorruptRecordError);
+  CHECK_THROWS_AS(codec::decode<bool>("1", "k"), CorruptRecordError);
+  CHECK_THROWS_AS(codec::decode<std::vector<int>>("[1, 4294967297]", "k"), CorruptRecordError);
+  CHECK_THROWS_AS((codec::decode<std::map<std::string, unsigned>>("{\"a\": -2}", "k")),
+                  CorruptRecordError);
+  CHECK(codec::decode<int>("-2147483648", "k") == std::numeric_limits<int>::min());
+  CHECK(codec::decode<std::uint64_t>("18446744073709551615", "k") ==
+        std::numeric_limits<std::uint64_t>::max());
+  CHECK(codec::decode<double>("4.4e21", "k") == 4.4e21);
+  CHECK(codec::decode<float>("1.5", "k") == 1.5F);
+  CHECK(codec::decode<std::optional<int>>("null", "k") == std::nullopt);
+  CHECK(codec::decode<std::optional<int>>("5", "k") == 5);
+  CHECK_THROWS_AS(codec::decode<std::optional<int>>("4294967297", "k"), CorruptRecordError);
+}
+
+TEST_CASE("a from_json that throws anything is CorruptRecordError with its cause", "[codec]") {
+  try {
+    (void)codec::decode<Throwing>("{}", "k");
+    FAIL("decoded");
+  } catch (const CorruptRecordError& e) {
+    CHECK(std::string(e.what()).find("from_json refuses") != std::string::npos);
+  }
 }
