@@ -1346,3 +1346,92 @@ TEST_CASE("SqliteStore: 'forever' durations saturate instead of wrapping into th
   CHECK(r.payload == "v");
   CHECK(store.purge_expired(100) == 0);
 }
+
+TEST_CASE("SqliteStore: execute_in_transaction applies the same policies as execute",
+          "[sqlite][executor]") {
+  TempDir dir;
+  const auto path = dir.file("policies.db");
+  SqliteStore store{path, {.busy_timeout = 200ms}};
+  RawDb raw(path);
+  raw.exec("CREATE TABLE ledger(key TEXT NOT NULL, amount INTEGER NOT NULL)");
+  using idempotency::OnException;
+  using idempotency::OnResult;
+
+  SECTION(
+      "classify_result release: the writes roll back, the key is released, the caller "
+      "gets the value") {
+    idempotency::IdempotencyExecutor exec{store, {.classify_result = [](const nlohmann::json& j) {
+                                            return j.get<int>() >= 500 ? OnResult::release
+                                                                       : OnResult::record;
+                                          }}};
+    int runs = 0;
+    auto op = [&](SqliteStore::transaction& tx) {
+      ++runs;
+      tx.exec("INSERT INTO ledger VALUES ('k', 1)");
+      return runs == 1 ? 503 : 201;
+    };
+    CHECK(exec.execute_in_transaction("k", op) == 503);
+    CHECK(count_rows(raw, "ledger") == 0);
+    const auto second = exec.execute_in_transaction_outcome("k", {}, op);
+    CHECK_FALSE(second.replayed); // before: the 503 was recorded and replayed
+    CHECK(second.value == 201);
+    CHECK(runs == 2);
+    CHECK(count_rows(raw, "ledger") == 1);
+  }
+
+  SECTION("remember: a result over max_payload is not remembered as the operation's failure") {
+    idempotency::IdempotencyExecutor exec{
+        store, {.on_exception = OnException::remember, .max_payload = 16}};
+    int runs = 0;
+    auto op = [&](SqliteStore::transaction& tx) {
+      tx.exec("INSERT INTO ledger VALUES ('big', 1)");
+      return std::string(++runs == 1 ? 64 : 4, 'x');
+    };
+    CHECK_THROWS_AS(exec.execute_in_transaction("big", op), idempotency::PayloadTooLargeError);
+    CHECK(count_rows(raw, "ledger") == 0);
+    // before: ReplayedFailureError for an hour
+    CHECK(exec.execute_in_transaction("big", op) == "xxxx");
+    CHECK(runs == 2);
+  }
+
+  SECTION("remember: a store failure before the body ran is not the operation's failure") {
+    // once the claim is made, another connection takes the write lock: the transaction's
+    // BEGIN IMMEDIATE then times out before the body runs
+    struct LockAfterClaim final : idempotency::Observer {
+      RawDb* holder = nullptr;
+      bool armed = true;
+      void on_event(const idempotency::ObserverEvent& e) override {
+        if (armed && e.event == idempotency::Event::claimed) {
+          armed = false;
+          holder->exec("BEGIN IMMEDIATE");
+        }
+      }
+    };
+    RawDb holder(path);
+    LockAfterClaim lock;
+    lock.holder = &holder;
+    idempotency::testing::ManualClock clock;
+    SqliteStore clocked{path, {.busy_timeout = 200ms, .clock = wall(clock)}};
+    idempotency::IdempotencyExecutor exec{
+        clocked, {.lease = 10s, .on_exception = OnException::remember, .observer = &lock}};
+    int runs = 0;
+    auto op = [&](SqliteStore::transaction& tx) {
+      ++runs;
+      tx.exec("INSERT INTO ledger VALUES ('locked', 1)");
+      return 7;
+    };
+    CHECK_THROWS_AS(exec.execute_in_transaction("locked", op), idempotency::StoreError);
+    CHECK(runs == 0);
+    holder.exec("ROLLBACK");
+    // the release met the same lock, so the key waits out its lease (never a remembered
+    // failure: before, retries got ReplayedFailureError for an hour)
+    try {
+      (void)exec.execute_in_transaction("locked", op);
+    } catch (const idempotency::InProgressError&) {
+      clock.advance(11s);
+    }
+    CHECK(exec.execute_in_transaction("locked", op) == 7);
+    CHECK(runs == 1);
+    CHECK(count_rows(raw, "ledger") == 1);
+  }
+}
