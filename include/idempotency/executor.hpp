@@ -44,24 +44,24 @@ using result_of_t = std::remove_cvref_t<std::invoke_result_t<F, Args...>>;
 /// An operation that takes a `std::stop_token` first (and cannot be called without it).
 template <class F, class... Args>
 concept StopTokenOperation =
-    std::invocable<F&, std::stop_token, Args&...> && !std::invocable<F&, Args&...>;
+    std::invocable<F&, std::stop_token, Args...> && !std::invocable<F&, Args...>;
 
 /// What `execute` accepts: `fn(args...)` or `fn(stop_token, args...)`.
 template <class F, class... Args>
-concept Operation = std::invocable<F&, Args&...> || std::invocable<F&, std::stop_token, Args&...>;
+concept Operation = std::invocable<F&, Args...> || std::invocable<F&, std::stop_token, Args...>;
 
 // No `type` unless F is an operation, so a non-operation fails softly (overload resolution).
 template <class F, class... Args>
 struct operation_result {};
 template <class F, class... Args>
-  requires std::invocable<F&, Args&...>
+  requires std::invocable<F&, Args...>
 struct operation_result<F, Args...> {
-  using type = result_of_t<F&, Args&...>;
+  using type = result_of_t<F&, Args...>;
 };
 template <class F, class... Args>
   requires StopTokenOperation<F, Args...>
 struct operation_result<F, Args...> {
-  using type = result_of_t<F&, std::stop_token, Args&...>;
+  using type = result_of_t<F&, std::stop_token, Args...>;
 };
 template <class F, class... Args>
 using operation_result_t = typename operation_result<F, Args...>::type;
@@ -79,7 +79,7 @@ using transaction_t = typename transaction_of<S, F>::type;
 template <class S, class F, class... Args>
 concept TransactionOperation = TransactionalStore<S> && std::invocable < F&,
         transaction_t<S, F>
-&, Args&... > ;
+&, Args... > ;
 } // namespace detail
 
 /// Runs operations at most once per idempotency key and replays the recorded result to
@@ -161,7 +161,7 @@ class IdempotencyExecutor {
     requires detail::Operation<F, Args...>
   auto execute(std::string_view key, F&& fn, Args&&... args)
       -> detail::operation_result_t<F, Args...> {
-    return unwrap(execute_outcome(key, Fingerprint{}, fn, args...));
+    return unwrap(execute_outcome(key, Fingerprint{}, fn, std::forward<Args>(args)...));
   }
 
   /// As `execute`, and the same key with another fingerprint is a `FingerprintMismatchError`.
@@ -169,7 +169,7 @@ class IdempotencyExecutor {
     requires detail::Operation<F, Args...>
   auto execute(std::string_view key, const Fingerprint& fingerprint, F&& fn, Args&&... args)
       -> detail::operation_result_t<F, Args...> {
-    return unwrap(execute_outcome(key, fingerprint, fn, args...));
+    return unwrap(execute_outcome(key, fingerprint, fn, std::forward<Args>(args)...));
   }
 
   /// As `execute`, also saying whether the value was replayed.
@@ -177,7 +177,7 @@ class IdempotencyExecutor {
     requires detail::Operation<F, Args...>
   auto execute_outcome(std::string_view key, F&& fn, Args&&... args)
       -> Outcome<detail::operation_result_t<F, Args...>> {
-    return execute_outcome(key, Fingerprint{}, fn, args...);
+    return execute_outcome(key, Fingerprint{}, fn, std::forward<Args>(args)...);
   }
 
   /// As `execute`, with a fingerprint, also saying whether the value was replayed (a value a
@@ -187,30 +187,39 @@ class IdempotencyExecutor {
   auto execute_outcome(std::string_view key, const Fingerprint& fingerprint, F&& fn, Args&&... args)
       -> Outcome<detail::operation_result_t<F, Args...>> {
     using R = detail::operation_result_t<F, Args...>;
-    Attempt<S, R> attempt = begin<R>(key, fingerprint);
-    if (attempt.replayed()) return replayed_outcome(attempt);
-    OwnerGuard<S, R>& guard = attempt.guard();
-    if constexpr (std::is_void_v<R>) {
-      run_guarded(guard, fn, args...);
-      guard.commit();
-      return Outcome<void>{false};
+    if constexpr (!codec::Storable<R>) {
+      static_assert(codec::Storable<R>,
+                    "idempotency: the operation's result type cannot be stored. Give it `void "
+                    "to_json(nlohmann::json&, const T&)` and `void from_json(const "
+                    "nlohmann::json&, T&)` in its own namespace (or an nlohmann::adl_serializer<T> "
+                    "specialization); the type is named in the 'required from' lines below");
+      return {};
     } else {
-      R value = run_guarded(guard, fn, args...);
-      std::optional<std::string> payload;
-      try {
-        payload = encode_result(value);
-      } catch (const PayloadTooLargeError&) {
-        guard.release(); // stored nowhere: a retry may run again
-        throw;
-      } catch (const ResultNotRecordedError& e) {
-        guard.keep_unrecorded(e); // the operation ran: the claim is kept
-      }
-      if (!payload) {
-        guard.release(); // the classifier said: do not record this one
+      Attempt<S, R> attempt = begin<R>(key, fingerprint);
+      if (attempt.replayed()) return replayed_outcome(attempt);
+      OwnerGuard<S, R>& guard = attempt.guard();
+      if constexpr (std::is_void_v<R>) {
+        run_guarded(guard, fn, std::forward<Args>(args)...);
+        guard.commit();
+        return Outcome<void>{false};
       } else {
-        guard.commit_encoded(std::move(*payload));
+        R value = run_guarded(guard, fn, std::forward<Args>(args)...);
+        std::optional<std::string> payload;
+        try {
+          payload = encode_result(value);
+        } catch (const PayloadTooLargeError&) {
+          guard.release(); // stored nowhere: a retry may run again
+          throw;
+        } catch (const ResultNotRecordedError& e) {
+          guard.keep_unrecorded(e); // the operation ran: the claim is kept
+        }
+        if (!payload) {
+          guard.release(); // the classifier said: do not record this one
+        } else {
+          guard.commit_encoded(std::move(*payload));
+        }
+        return Outcome<R>{std::move(value), false};
       }
-      return Outcome<R>{std::move(value), false};
     }
   }
 
@@ -227,6 +236,11 @@ class IdempotencyExecutor {
   ///     a.guard().commit(r);
   template <class T>
   [[nodiscard]] Attempt<S, T> begin(std::string_view key, const Fingerprint& fingerprint = {}) {
+    static_assert(codec::Storable<T>,
+                  "idempotency: the operation's result type cannot be stored. Give it `void "
+                  "to_json(nlohmann::json&, const T&)` and `void from_json(const nlohmann::json&, "
+                  "T&)` in its own namespace (or an nlohmann::adl_serializer<T> specialization); "
+                  "the type is named in the 'required from' lines below");
     return begin_impl<T>(key, fingerprint, options_.renew_lease);
   }
 
@@ -237,8 +251,9 @@ class IdempotencyExecutor {
   template <class F, class... Args>
     requires detail::TransactionOperation<S, F, Args...>
   auto execute_in_transaction(std::string_view key, F&& fn, Args&&... args)
-      -> detail::result_of_t<F&, detail::transaction_t<S, F>&, Args&...> {
-    return unwrap(execute_in_transaction_outcome(key, Fingerprint{}, fn, args...));
+      -> detail::result_of_t<F&, detail::transaction_t<S, F>&, Args...> {
+    return unwrap(
+        execute_in_transaction_outcome(key, Fingerprint{}, fn, std::forward<Args>(args)...));
   }
 
   /// Transactional form with a fingerprint, also saying whether the value was replayed.
@@ -246,8 +261,13 @@ class IdempotencyExecutor {
     requires detail::TransactionOperation<S, F, Args...>
   auto execute_in_transaction_outcome(std::string_view key, const Fingerprint& fingerprint, F&& fn,
                                       Args&&... args)
-      -> Outcome<detail::result_of_t<F&, detail::transaction_t<S, F>&, Args&...>> {
-    using R = detail::result_of_t<F&, detail::transaction_t<S, F>&, Args&...>;
+      -> Outcome<detail::result_of_t<F&, detail::transaction_t<S, F>&, Args...>> {
+    using R = detail::result_of_t<F&, detail::transaction_t<S, F>&, Args...>;
+    static_assert(codec::Storable<R>,
+                  "idempotency: the operation's result type cannot be stored. Give it `void "
+                  "to_json(nlohmann::json&, const T&)` and `void from_json(const nlohmann::json&, "
+                  "T&)` in its own namespace (or an nlohmann::adl_serializer<T> specialization); "
+                  "the type is named in the 'required from' lines below");
     Attempt<S, R> attempt = begin_impl<R>(key, fingerprint, false);
     if (attempt.replayed()) return replayed_outcome(attempt);
     OwnerGuard<S, R>& guard = attempt.guard();
@@ -262,11 +282,11 @@ class IdempotencyExecutor {
           [&](detail::transaction_t<S, F>& tx) -> std::string {
             stage = Stage::body;
             if constexpr (std::is_void_v<R>) {
-              std::invoke(fn, tx, args...);
+              std::invoke(fn, tx, std::forward<Args>(args)...);
               result.emplace();
               encoded = codec::encode_void();
             } else {
-              result.emplace(std::invoke(fn, tx, args...));
+              result.emplace(std::invoke(fn, tx, std::forward<Args>(args)...));
               stage = Stage::encoding;
               std::optional<std::string> payload = encode_result(*result);
               if (!payload) throw detail::NotRecorded{}; // the classifier: roll back, release
@@ -498,12 +518,12 @@ class IdempotencyExecutor {
   }
 
   template <class R, class F, class... Args>
-  decltype(auto) run_guarded(OwnerGuard<S, R>& guard, F& fn, Args&... args) {
+  decltype(auto) run_guarded(OwnerGuard<S, R>& guard, F& fn, Args&&... args) {
     try {
       if constexpr (detail::StopTokenOperation<F, Args...>) {
-        return std::invoke(fn, guard.stop_token(), args...);
+        return std::invoke(fn, guard.stop_token(), std::forward<Args>(args)...);
       } else {
-        return std::invoke(fn, args...);
+        return std::invoke(fn, std::forward<Args>(args)...);
       }
     } catch (const std::exception& e) {
       apply_exception_policy(guard, &e);

@@ -474,3 +474,16 @@ TEST_CASE("an unscoped key cannot reach a tenant's record (scoping is injective)
   CHECK(b.execute("order-1", [] { return 3; }) == 1);
   CHECK(b.storage_key("order-1") != u.storage_key("tenant-b///order-1"));
 }
+
+TEST_CASE("arguments are forwarded as given: move-only arguments work", "[executor]") {
+  InMemoryStore s;
+  IdempotencyExecutor exec{s};
+  auto p = std::make_unique<int>(41);
+  const int v = exec.execute(
+      "move-only", [](std::unique_ptr<int> q) { return *q + 1; }, std::move(p));
+  CHECK(v == 42);
+  int lvalue = 1;
+  CHECK(exec.execute(
+            "by-ref", [](int& x) { return ++x; }, lvalue) == 2);
+  CHECK(lvalue == 2); // an lvalue argument is passed as the lvalue
+}
