@@ -386,6 +386,18 @@ class IdempotencyExecutor {
         }
         if (!joined.flight) break; // a flight of another request: let the store judge
         detail::Flight& f = *joined.flight;
+        if (f.leader == std::this_thread::get_id()) {
+          // called from inside this key's own operation (or with its guard still open on
+          // this thread): waiting would wait for itself until the deadline
+          report(Event::rejected_in_progress);
+          detail::raise<InProgressError>(
+              "key '" + std::string(key) +
+                  "' is held by this very thread: a re-entrant call from inside its own "
+                  "operation (or while its guard is open) would wait for itself",
+              std::max(std::chrono::ceil<std::chrono::milliseconds>(state_->flights.busy_until(f) -
+                                                                    clock::now()),
+                       std::chrono::milliseconds(0)));
+        }
         if (!state_->flights.wait(f, deadline)) {
           const auto left = state_->flights.busy_until(f) - clock::now();
           in_progress(std::max(std::chrono::ceil<std::chrono::milliseconds>(left),

@@ -238,7 +238,8 @@ TEST_CASE("wait: the deadline passes with InProgressError; another request is a 
   auto holder = exec.begin<int>("k", fp1);
   REQUIRE_FALSE(holder.replayed());
   const int claims_before = store.claims.load();
-  // same request in this process: waits on the leader (no store call), then gives up
+  // same request on the thread that holds the guard: fails at once (it would wait for
+  // itself), no store call
   try {
     (void)exec.execute("k", fp1, [] { return 1; });
     FAIL("expected InProgressError");
@@ -514,4 +515,23 @@ TEST_CASE("result not recorded: completion retries stop at the lease", "[policie
                                }),
                   ResultNotRecordedError);
   CHECK(store.completes.load() == 1);
+}
+
+TEST_CASE("wait: a re-entrant call on the same key fails at once instead of waiting for itself",
+          "[policies][wait]") {
+  InMemoryStore store;
+  IdempotencyExecutor exec{store, {.in_progress = InProgressPolicy::wait, .wait_deadline = 30s}};
+  const auto t0 = std::chrono::steady_clock::now();
+  bool inner_rejected = false;
+  const int v = exec.execute("k", [&] {
+    try {
+      (void)exec.execute("k", [] { return 2; });
+    } catch (const InProgressError&) {
+      inner_rejected = true;
+    }
+    return 1;
+  });
+  CHECK(v == 1);
+  CHECK(inner_rejected);
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s); // before: parked for the whole 30 s
 }
