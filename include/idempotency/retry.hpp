@@ -26,8 +26,10 @@ struct RetryPolicy {
   double multiplier = 2.0;
   /// Overall budget from the first call: no pause is started that would end past it.
   std::chrono::milliseconds deadline = std::chrono::seconds(30);
-  /// `InProgressError::retry_after()` is a floor on the pause, capped at this.
-  std::chrono::milliseconds max_retry_after = std::chrono::seconds(5);
+  /// `InProgressError::retry_after()` (the holder's whole remaining lease) is a floor on the
+  /// pause, capped at this. Small by default: a holder usually finishes long before its
+  /// lease, so a rejected caller in a retry loop polls again soon instead of sleeping seconds.
+  std::chrono::milliseconds max_retry_after = std::chrono::milliseconds(200);
   /// Which errors are retried; empty = `retry_safe` (StoreError, InProgressError).
   std::function<bool(const std::exception&)> retryable{};
   /// How to pause; empty = `std::this_thread::sleep_for`. Tests inject a fake.

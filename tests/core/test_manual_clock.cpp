@@ -4,6 +4,9 @@
 
 #include "support/catch.hpp"
 
+#include <chrono>
+#include <functional>
+
 using namespace std::chrono_literals;
 
 TEST_CASE("the manual clock moves only when advanced", "[clock]") {
@@ -14,4 +17,15 @@ TEST_CASE("the manual clock moves only when advanced", "[clock]") {
   CHECK(clock.now() - t0 == 1500ms);
   auto source = clock.source();
   CHECK(source() == clock.now());
+}
+
+TEST_CASE("ManualClock also serves as a system_clock for stores that take a wall clock",
+          "[clock]") {
+  idempotency::testing::ManualClock clock;
+  const auto w0 = clock.system_now();
+  CHECK(w0 == std::chrono::system_clock::time_point(std::chrono::seconds(1'767'225'600)));
+  clock.advance(90s);
+  CHECK(clock.system_now() - w0 == 90s);
+  const std::function<std::chrono::system_clock::time_point()> source = clock.system_source();
+  CHECK(source() == clock.system_now());
 }

@@ -112,6 +112,19 @@ TEST_CASE("retry: InProgressError::retry_after is a floor on the pause, capped",
   CHECK(t.pauses[1] == 1s);    // capped
 }
 
+TEST_CASE("retry: by default a rejected caller polls again within 200 ms, not the whole lease",
+          "[retry]") {
+  FakeTime t;
+  int calls = 0;
+  // the holder's lease has 60 s left; before, every loser paused 5 s (the cap)
+  CHECK(retry(t.policy({}), [&] {
+          if (++calls == 1) throw InProgressError("busy", 60s);
+          return 1;
+        }) == 1);
+  REQUIRE(t.pauses.size() == 1);
+  CHECK(t.pauses[0] == 200ms);
+}
+
 TEST_CASE("retry: no pause is started past the overall deadline", "[retry]") {
   FakeTime t;
   int calls = 0;

@@ -68,14 +68,10 @@ class TempDir {
   fs::path path_;
 };
 
-// The manual clock as the store's wall clock.
+// The manual clock as the store's wall clock (one manual clock serves both clock kinds).
 std::function<std::chrono::system_clock::time_point()> wall(
     const idempotency::testing::ManualClock& c) {
-  return [&c] {
-    return std::chrono::system_clock::time_point(
-        std::chrono::duration_cast<std::chrono::system_clock::duration>(
-            c.now().time_since_epoch()));
-  };
+  return c.system_source();
 }
 
 // A plain connection for looking at the file from the outside.

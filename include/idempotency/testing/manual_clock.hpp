@@ -36,11 +36,25 @@ class ManualClock {
     return [this] { return now(); };
   }
 
+  /// The same clock as `std::chrono::system_clock` time (for stores that take a wall clock,
+  /// e.g. `SqliteStoreOptions::clock`): it reads 2026-01-01T00:00:00Z at construction and
+  /// moves exactly as `advance` says, like `source()`.
+  [[nodiscard]] std::chrono::system_clock::time_point system_now() const noexcept {
+    using namespace std::chrono;
+    return system_clock::time_point(seconds(1'767'225'600)) +
+           duration_cast<system_clock::duration>(now().time_since_epoch() - start);
+  }
+
+  /// A callable returning `system_now()`; the clock must outlive whoever holds it.
+  [[nodiscard]] auto system_source() const noexcept {
+    return [this] { return system_now(); };
+  }
+
  private:
   // starts far from zero so "now - lease" never underflows
-  std::atomic<std::chrono::steady_clock::duration::rep> ticks_{
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::hours(24 * 365))
-          .count()};
+  static constexpr std::chrono::steady_clock::duration start =
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::hours(24 * 365));
+  std::atomic<std::chrono::steady_clock::duration::rep> ticks_{start.count()};
 };
 
 } // namespace idempotency::testing
