@@ -329,12 +329,19 @@ class Attempt {
   /// The owner guard (requires `!replayed()`).
   [[nodiscard]] OwnerGuard<S, T>& guard() { return std::get<1>(state_); }
 
+  /// With `replayed()`: how long the store still replays the result, where known.
+  [[nodiscard]] std::optional<std::chrono::milliseconds> expires_in() const noexcept {
+    return expires_in_;
+  }
+
  private:
   friend class IdempotencyExecutor<S>;
-  explicit Attempt(value_type v) : state_(std::in_place_index<0>, std::move(v)) {}
+  Attempt(value_type v, std::optional<std::chrono::milliseconds> expires_in)
+      : state_(std::in_place_index<0>, std::move(v)), expires_in_(expires_in) {}
   explicit Attempt(OwnerGuard<S, T>&& g) : state_(std::in_place_index<1>, std::move(g)) {}
 
   std::variant<value_type, OwnerGuard<S, T>> state_;
+  std::optional<std::chrono::milliseconds> expires_in_{};
 };
 
 /// Decodes the value a `ResultNotRecordedError` carries (the operation's result, computed

@@ -201,7 +201,7 @@ class IdempotencyExecutor {
       if constexpr (std::is_void_v<R>) {
         run_guarded(guard, fn, std::forward<Args>(args)...);
         guard.commit();
-        return Outcome<void>{false};
+        return Outcome<void>{false, options_.result_ttl};
       } else {
         R value = run_guarded(guard, fn, std::forward<Args>(args)...);
         std::optional<std::string> payload;
@@ -217,6 +217,7 @@ class IdempotencyExecutor {
           guard.release(); // the classifier said: do not record this one
         } else {
           guard.commit_encoded(std::move(*payload));
+          return Outcome<R>{std::move(value), false, options_.result_ttl};
         }
         return Outcome<R>{std::move(value), false};
       }
@@ -342,9 +343,9 @@ class IdempotencyExecutor {
           "key '" + std::string(key) +
           "' was taken over before its transaction committed; the transaction was rolled back");
     if constexpr (std::is_void_v<R>) {
-      return Outcome<void>{false};
+      return Outcome<void>{false, options_.result_ttl};
     } else {
-      return Outcome<R>{std::move(*result), false};
+      return Outcome<R>{std::move(*result), false, options_.result_ttl};
     }
   }
 
@@ -361,12 +362,13 @@ class IdempotencyExecutor {
     auto report = [&](Event e) {
       if (obs != nullptr) detail::notify(*obs, e, skey, started);
     };
-    auto replay = [&](const std::string& payload) -> Attempt<S, T> {
+    auto replay = [&](const std::string& payload,
+                      std::optional<std::chrono::milliseconds> expires_in) -> Attempt<S, T> {
       if constexpr (std::is_void_v<T>) {
         codec::decode<void>(payload, skey);
-        return Attempt<S, T>(std::monostate{});
+        return Attempt<S, T>(std::monostate{}, expires_in);
       } else {
-        return Attempt<S, T>(codec::decode<T>(payload, skey));
+        return Attempt<S, T>(codec::decode<T>(payload, skey), expires_in);
       }
     };
     auto in_progress = [&](std::chrono::milliseconds retry_after) {
@@ -404,7 +406,9 @@ class IdempotencyExecutor {
                                std::chrono::milliseconds(0)));
         }
         switch (f.state) {
-          case detail::Flight::State::value: report(Event::coalesced); return replay(f.payload);
+          case detail::Flight::State::value:
+            report(Event::coalesced);
+            return replay(f.payload, std::nullopt);
           case detail::Flight::State::failure:
             report(Event::coalesced);
             codec::rethrow_failure(f.payload, skey);
@@ -457,7 +461,7 @@ class IdempotencyExecutor {
         case ClaimStatus::completed: {
           if (waited) report(Event::waited);
           report(Event::replayed);
-          Attempt<S, T> a = replay(r.payload);
+          Attempt<S, T> a = replay(r.payload, r.remaining);
           flight.publish(detail::Flight::State::value, std::move(r.payload));
           return a;
         }
@@ -514,9 +518,9 @@ class IdempotencyExecutor {
   template <class R>
   static Outcome<R> replayed_outcome(Attempt<S, R>& attempt) {
     if constexpr (std::is_void_v<R>) {
-      return Outcome<void>{true};
+      return Outcome<void>{true, attempt.expires_in()};
     } else {
-      return Outcome<R>{std::move(attempt.value()), true};
+      return Outcome<R>{std::move(attempt.value()), true, attempt.expires_in()};
     }
   }
 

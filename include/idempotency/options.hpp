@@ -15,7 +15,11 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <optional>
 #include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 
 namespace idempotency {
 
@@ -109,15 +113,70 @@ inline void validate(const Options& o) {
 }
 
 /// A result and whether it was replayed from the store rather than computed by this call.
+/// `auto [value, replayed] = exec.execute_outcome(…)` binds those two (tuple protocol), so
+/// code written before `expires_in` existed keeps compiling.
 template <class T>
 struct Outcome {
   T value;
   bool replayed = false;
+  /// How long the recorded result is still replayed, where known: the store's remaining TTL
+  /// for a replay, `result_ttl` for a result this call recorded; empty for a value that was
+  /// not recorded (classified `release`) or that a waiter got from another caller in this
+  /// process. For a `Cache-Control` / `Expires` header or a log line.
+  std::optional<std::chrono::milliseconds> expires_in{};
+
+  template <std::size_t I>
+  [[nodiscard]] decltype(auto) get() & noexcept {
+    if constexpr (I == 0)
+      return (value);
+    else
+      return (replayed);
+  }
+  template <std::size_t I>
+  [[nodiscard]] decltype(auto) get() const& noexcept {
+    if constexpr (I == 0)
+      return (value);
+    else
+      return (replayed);
+  }
+  template <std::size_t I>
+  [[nodiscard]] decltype(auto) get() && noexcept {
+    if constexpr (I == 0)
+      return std::move(value);
+    else
+      return std::move(replayed);
+  }
 };
 
 template <>
 struct Outcome<void> {
   bool replayed = false;
+  /// As in `Outcome<T>`.
+  std::optional<std::chrono::milliseconds> expires_in{};
+
+  template <std::size_t I>
+  [[nodiscard]] bool get() const noexcept {
+    static_assert(I == 0);
+    return replayed;
+  }
 };
 
 } // namespace idempotency
+
+// `auto [value, replayed] = outcome;` (and `auto [replayed] = void_outcome;`)
+template <class T>
+struct std::tuple_size<idempotency::Outcome<T>> : std::integral_constant<std::size_t, 2> {};
+template <class T>
+struct std::tuple_element<0, idempotency::Outcome<T>> {
+  using type = T;
+};
+template <class T>
+struct std::tuple_element<1, idempotency::Outcome<T>> {
+  using type = bool;
+};
+template <>
+struct std::tuple_size<idempotency::Outcome<void>> : std::integral_constant<std::size_t, 1> {};
+template <>
+struct std::tuple_element<0, idempotency::Outcome<void>> {
+  using type = bool;
+};

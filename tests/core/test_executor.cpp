@@ -487,3 +487,24 @@ TEST_CASE("arguments are forwarded as given: move-only arguments work", "[execut
             "by-ref", [](int& x) { return ++x; }, lvalue) == 2);
   CHECK(lvalue == 2); // an lvalue argument is passed as the lvalue
 }
+
+TEST_CASE("Outcome says how long the recorded result is still replayed", "[executor]") {
+  idempotency::testing::ManualClock clock;
+  InMemoryStore s{{.clock = clock.source()}};
+  IdempotencyExecutor exec{s, {.result_ttl = 10min}};
+  const auto first = exec.execute_outcome("k", [] { return 1; });
+  CHECK(first.expires_in == std::chrono::milliseconds(10min));
+  clock.advance(4min);
+  const auto again = exec.execute_outcome("k", [] { return 2; });
+  CHECK(again.replayed);
+  REQUIRE(again.expires_in.has_value());
+  CHECK(*again.expires_in == std::chrono::milliseconds(6min));
+  const auto v = exec.execute_outcome("void", [] {});
+  CHECK(v.expires_in == std::chrono::milliseconds(10min));
+  // structured bindings still bind (value, replayed) and (replayed)
+  auto [value, replayed] = exec.execute_outcome("k", [] { return 3; });
+  CHECK(value == 1);
+  CHECK(replayed);
+  auto [void_replayed] = exec.execute_outcome("void", [] {});
+  CHECK(void_replayed);
+}
