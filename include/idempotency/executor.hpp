@@ -149,6 +149,13 @@ class IdempotencyExecutor {
     return k;
   }
 
+  /// For operators, not the normal flow: deletes the record of `key` (scope applied) in any
+  /// state, so the next call runs the operation again (a customer asks for a re-run). A
+  /// holder still running it can no longer record its result. Needs a `ForgettableStore`.
+  bool forget(std::string_view key) requires ForgettableStore<S> {
+    return store_->forget(storage_key(key));
+  }
+
   /// Callers of this process waiting now for the in-process leader of `key` (wait policy).
   [[nodiscard]] std::size_t coalesced_waiters(std::string_view key) const {
     return state_->flights.waiters(storage_key(key));

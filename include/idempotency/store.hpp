@@ -197,6 +197,14 @@ concept PurgeableStore = Store<S> && requires(S& s, std::size_t limit) {
   { s.purge_expired(limit) } -> std::convertible_to<std::size_t>;
 };
 
+/// Optional capability, for operators (not the normal flow): `s.forget(k)` deletes the record
+/// of `k` whatever its state (a customer asks for a re-run), returning whether there was one.
+/// A holder of a forgotten in-progress claim can no longer complete it (its token is gone).
+template <class S>
+concept ForgettableStore = Store<S> && requires(S& s, std::string_view key) {
+  { s.forget(key) } -> std::same_as<bool>;
+};
+
 /// Optional capability: complete a claim in the store's own transaction together with the
 /// operation's writes. `s.complete_in_transaction(k, t, d, body)` opens a transaction, calls
 /// `body(tx)` (which does the application's writes through `tx` and returns the encoded

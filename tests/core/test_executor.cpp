@@ -508,3 +508,13 @@ TEST_CASE("Outcome says how long the recorded result is still replayed", "[execu
   auto [void_replayed] = exec.execute_outcome("void", [] {});
   CHECK(void_replayed);
 }
+
+TEST_CASE("forget: an operator makes one key run again", "[executor]") {
+  InMemoryStore s;
+  IdempotencyExecutor exec{s, {.scope = {.tenant = "acme"}}};
+  CHECK(exec.execute("order-1", [] { return 1; }) == 1);
+  CHECK(exec.execute("order-1", [] { return 2; }) == 1);
+  CHECK(exec.forget("order-1"));
+  CHECK(exec.execute("order-1", [] { return 3; }) == 3);
+  CHECK_FALSE(exec.forget("never-used"));
+}

@@ -136,6 +136,21 @@ class InMemoryStore {
     });
   }
 
+  /// ForgettableStore (operators only): deletes the record of `key` in any state.
+  bool forget(std::string_view key) {
+    const HashedKey hk = hashed(key);
+    Shard& sh = shard_for(hk);
+    {
+      std::lock_guard lock(sh.mutex);
+      auto it = sh.records.find(hk);
+      if (it == sh.records.end()) return false;
+      sh.records.erase(it);
+      count_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    sh.changed.notify_all();
+    return true;
+  }
+
   /// WaitableStore: returns when the in-progress record of `key` is completed, failed,
   /// released or taken over, when its lease passed, or after `timeout` (real time).
   void wait_for_change(std::string_view key, std::chrono::milliseconds timeout) {
@@ -354,6 +369,7 @@ class InMemoryStore {
 static_assert(Store<InMemoryStore>);
 static_assert(WaitableStore<InMemoryStore>);
 static_assert(PurgeableStore<InMemoryStore>);
+static_assert(ForgettableStore<InMemoryStore>);
 static_assert(!TransactionalStore<InMemoryStore>);
 
 } // namespace idempotency

@@ -137,7 +137,17 @@ class PostgresResult {
 
 namespace detail::pg {
 
-enum class Stmt : std::uint8_t { claim, complete, fail, release, renew, purge, lock, count };
+enum class Stmt : std::uint8_t {
+  claim,
+  complete,
+  fail,
+  release,
+  renew,
+  purge,
+  lock,
+  forget,
+  count
+};
 
 struct Connection {
   PGconn* conn = nullptr;
@@ -426,6 +436,13 @@ class PostgresStore {
     return affected(detail::pg::Stmt::renew, p, "renew") == 1;
   }
 
+  /// ForgettableStore (operators only): deletes the row of `key` in any state.
+  bool forget(std::string_view key) {
+    detail::pg::Params p;
+    p.bytes(key);
+    return affected(detail::pg::Stmt::forget, p, "forget") == 1;
+  }
+
   /// PurgeableStore: deletes up to `limit` rows past their removal time (completed/failed
   /// past their TTL; in-progress past lease + `abandoned_retention`), `purge_batch` rows per
   /// statement (each its own short transaction; rows locked by others are skipped).
@@ -572,6 +589,7 @@ class PostgresStore {
         "DELETE FROM " + t + " WHERE key IN (SELECT key FROM " + t +
         " WHERE purge_after <= clock_timestamp() LIMIT $1 FOR UPDATE SKIP LOCKED)"
         " AND purge_after <= clock_timestamp()";
+    sql_[static_cast<std::size_t>(Stmt::forget)] = "DELETE FROM " + t + " WHERE key = $1";
     sql_[static_cast<std::size_t>(Stmt::lock)] =
         "SELECT 1 FROM " + t + " WHERE key = $1 AND token = $2 AND state = 0 FOR UPDATE";
   }
@@ -899,6 +917,7 @@ class PostgresStore {
         {bytea, uuid, int8, int8},        // renew
         {int8},                           // purge
         {bytea, uuid},                    // lock
+        {bytea},                          // forget
     }};
     return types[static_cast<std::size_t>(s)];
   }
@@ -977,6 +996,7 @@ PostgresResult PostgresTransaction::exec(std::string_view sql, const Params&... 
 
 static_assert(Store<PostgresStore>);
 static_assert(PurgeableStore<PostgresStore>);
+static_assert(ForgettableStore<PostgresStore>);
 static_assert(TransactionalStore<PostgresStore>);
 
 } // namespace idempotency

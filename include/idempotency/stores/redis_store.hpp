@@ -393,6 +393,16 @@ class RedisStore {
     return integer_reply("renew", eval("renew", renew_, args, npos));
   }
 
+  /// ForgettableStore (operators only): deletes the record of `key` in any state, one DEL.
+  bool forget(std::string_view key) {
+    const std::string k = storage_key(key);
+    std::vector<std::string_view> args{"DEL", k};
+    const detail::redis::ReplyPtr r = command("forget", args, npos);
+    if (r->type == REDIS_REPLY_ERROR)
+      fail_with("forget", std::string(detail::redis::text(r.get())));
+    return integer_reply("forget", r);
+  }
+
   /// "redis", for error messages.
   [[nodiscard]] std::string_view name() const noexcept { return "redis"; }
 
@@ -642,5 +652,6 @@ class RedisStore {
 };
 
 static_assert(Store<RedisStore>, "RedisStore must satisfy idempotency::Store");
+static_assert(ForgettableStore<RedisStore>);
 
 } // namespace idempotency

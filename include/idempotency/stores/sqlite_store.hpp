@@ -202,6 +202,19 @@ class SqliteStore {
     return renewed;
   }
 
+  /// ForgettableStore (operators only): deletes the record of `key` in any state.
+  bool forget(std::string_view key) {
+    Lease c = checkout("forget");
+    {
+      Stmt s(*this, *c, StmtId::forget, "forget");
+      s.bind_blob(1, key);
+      s.run();
+    }
+    const bool forgotten = sqlite3_changes(c->db.get()) == 1;
+    verify_unmoved(*c, "forget");
+    return forgotten;
+  }
+
   /// PurgeableStore: deletes up to `limit` expired records (completed / failed past their TTL,
   /// in-progress records `purge_in_progress_after` past their lease); returns how many went.
   std::size_t purge_expired(std::size_t limit) {
@@ -295,6 +308,7 @@ class SqliteStore {
     renew,
     purge,
     check_token,
+    forget,
     count_,
   };
 
@@ -337,6 +351,7 @@ class SqliteStore {
                " LIMIT ?3)";
       case StmtId::check_token:
         return "SELECT 1 FROM idempotency_records WHERE key = ?1 AND state = 0 AND token = ?2";
+      case StmtId::forget: return "DELETE FROM idempotency_records WHERE key = ?1";
       case StmtId::count_: break;
     }
     return "";
@@ -828,6 +843,7 @@ class SqliteStore {
 
 static_assert(Store<SqliteStore>);
 static_assert(PurgeableStore<SqliteStore>);
+static_assert(ForgettableStore<SqliteStore>);
 static_assert(TransactionalStore<SqliteStore>);
 
 } // namespace idempotency

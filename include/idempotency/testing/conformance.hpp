@@ -228,6 +228,26 @@ void run_store_conformance() {
     CHECK(r.fingerprint == "fp2");
   }
 
+  if constexpr (ForgettableStore<std::remove_reference_t<decltype(s)>>) {
+    SECTION("forget deletes a record in any state; a forgotten holder cannot complete") {
+      const auto done = fresh_key("forget-done");
+      const ClaimResult c = s.claim(done, "fp", lease);
+      REQUIRE(c.acquired());
+      REQUIRE(s.complete(done, c.token, "result", ttl));
+      CHECK(s.forget(done));
+      CHECK_FALSE(s.forget(done));
+      const ClaimResult again = s.claim(done, "fp", lease);
+      CHECK(again.acquired()); // a re-run, as the operator asked
+      const auto held = fresh_key("forget-held");
+      const ClaimResult h1 = s.claim(held, "fp", lease);
+      REQUIRE(h1.acquired());
+      CHECK(s.forget(held));
+      CHECK_FALSE(s.complete(held, h1.token, "late", ttl));
+      CHECK(s.claim(held, "fp", lease).acquired());
+      CHECK_FALSE(s.forget(fresh_key("forget-absent")));
+    }
+  }
+
   SECTION("transitions on an absent key return false") {
     const auto k = fresh_key("nothing");
     const Token t = Token::random();
