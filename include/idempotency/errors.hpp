@@ -25,6 +25,7 @@ enum class errc : std::uint8_t {
   capacity_exceeded,    ///< the store is full (InMemoryStore with a capacity bound)
   result_not_recorded,  ///< the operation succeeded but its result could not be stored
   invalid_options,      ///< an executor option breaks its rule; no executor was built
+  invalid_fingerprint,  ///< a request body has no canonical JSON form (NaN, invalid UTF-8)
 };
 
 /// The stable name of an error code, as used in the message prefix `[idempotency.<name>]`.
@@ -41,6 +42,7 @@ constexpr std::string_view to_string(errc code) noexcept {
     case errc::capacity_exceeded: return "capacity_exceeded";
     case errc::result_not_recorded: return "result_not_recorded";
     case errc::invalid_options: return "invalid_options";
+    case errc::invalid_fingerprint: return "invalid_fingerprint";
   }
   return "unknown";
 }
@@ -183,6 +185,14 @@ class InvalidOptionsError : public Error {
  public:
   explicit InvalidOptionsError(const std::string& message)
       : Error(errc::invalid_options, message) {}
+};
+
+/// A body given to `Fingerprint::of` has no canonical JSON form (RFC 8785): a NaN or infinite
+/// number, or a string that is not valid UTF-8. Nothing was called; HTTP 400.
+class InvalidFingerprintError : public Error {
+ public:
+  explicit InvalidFingerprintError(const std::string& message)
+      : Error(errc::invalid_fingerprint, message) {}
 };
 
 namespace detail {

@@ -2,6 +2,9 @@
 // Copyright (c) 2026 The idempotency authors
 #pragma once
 
+#include <idempotency/detail/jcs.hpp>
+#include <idempotency/errors.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <array>
@@ -140,8 +143,12 @@ class Fingerprint {
  public:
   Fingerprint() = default;
 
-  /// SHA-256 of the canonical JSON text: object keys sorted (nlohmann::json keeps them so),
-  /// no insignificant whitespace. `{"b":1,"a":2}` and `{"a":2, "b":1}` fingerprint alike.
+  /// SHA-256 of the body's RFC 8785 (JSON Canonicalization Scheme) text: members sorted, no
+  /// whitespace, numbers compared as IEEE doubles and written as ECMAScript does. So
+  /// `{"b":1,"a":2}` and `{"a":2, "b":1}` fingerprint alike, and so do `{"amount":100}`,
+  /// `{"amount":100.0}` and `{"amount":1e2}`. Beyond 2^53 two different integers can be the
+  /// same double and so share a fingerprint: use `of_bytes` on the raw body where that
+  /// matters. Throws `InvalidFingerprintError` for NaN, infinity or invalid UTF-8.
   [[nodiscard]] static Fingerprint of(const nlohmann::json& body) {
     return of_bytes(canonical_json(body));
   }
@@ -153,10 +160,14 @@ class Fingerprint {
     return f;
   }
 
-  /// The canonical text `of(body)` hashes.
+  /// The canonical text `of(body)` hashes (RFC 8785). Throws `InvalidFingerprintError`.
   [[nodiscard]] static std::string canonical_json(const nlohmann::json& body) {
-    // nlohmann::json stores objects in std::map, so dump() is already key-sorted.
-    return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
+    try {
+      return detail::jcs::serialize(body);
+    } catch (const detail::jcs::Unrepresentable& e) {
+      detail::raise<InvalidFingerprintError>(
+          std::string("the request body has no canonical JSON form (RFC 8785): ") + e.what());
+    }
   }
 
   [[nodiscard]] bool empty() const noexcept { return hex_.empty(); }
