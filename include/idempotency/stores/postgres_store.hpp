@@ -330,9 +330,13 @@ class PostgresStore {
     build_sql();
   }
 
-  /// A store on `connection` (libpq keywords or URI) with default options.
-  explicit PostgresStore(std::string connection)
-      : PostgresStore(PostgresStoreOptions{.connection = std::move(connection)}) {}
+  /// A store on `connection` (libpq keywords or URI) with default options. (A template, so
+  /// that `PostgresStore store{{.connection = …, .table = …}}` is not ambiguous.)
+  template <class Text>
+    requires std::is_convertible_v<const Text&, std::string_view>
+  explicit PostgresStore(const Text& connection)
+      : PostgresStore(
+            PostgresStoreOptions{.connection = std::string(std::string_view(connection))}) {}
 
   PostgresStore(const PostgresStore&) = delete;
   PostgresStore& operator=(const PostgresStore&) = delete;
