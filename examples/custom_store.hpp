@@ -44,7 +44,7 @@ class MapStore {
       const bool took_over = in_progress;
       r = Record{idempotency::ClaimStatus::in_progress,
                  idempotency::Token::random(),
-                 now + lease,
+                 later(now, lease),
                  {},
                  std::string(fingerprint),
                  {}};
@@ -55,7 +55,7 @@ class MapStore {
     }
     Record r{idempotency::ClaimStatus::in_progress,
              idempotency::Token::random(),
-             now + lease,
+             later(now, lease),
              {},
              std::string(fingerprint),
              {}};
@@ -88,7 +88,7 @@ class MapStore {
     std::lock_guard lock(mutex_);
     auto it = records_.find(key);
     if (it == records_.end() || !held(it->second, token)) return false;
-    it->second.lease_until = now() + lease;
+    it->second.lease_until = later(now(), lease);
     return true;
   }
 
@@ -127,6 +127,14 @@ class MapStore {
     return clock_ ? clock_() : std::chrono::steady_clock::now();
   }
 
+  // t + d, saturating: a "forever" lease or TTL must not wrap around into the past.
+  static std::chrono::steady_clock::time_point later(std::chrono::steady_clock::time_point t,
+                                                     std::chrono::milliseconds d) {
+    const auto room = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::time_point::max() - t);
+    return d >= room ? std::chrono::steady_clock::time_point::max() : t + d;
+  }
+
   // Fencing: only the current token, and only while in progress. The lease is NOT checked:
   // a slow holder nobody took over may still finish (design §2).
   static bool held(const Record& r, const idempotency::Token& token) {
@@ -144,7 +152,7 @@ class MapStore {
     if (!held(it->second, token)) return false;
     it->second.status = status;
     it->second.payload.assign(payload);
-    it->second.expires_at = now() + ttl;
+    it->second.expires_at = later(now(), ttl);
     return true;
   }
 

@@ -241,8 +241,10 @@ class Params {
   std::size_t used_ = 0;
 };
 
+// 0 .. 1000 years: "forever" saturates instead of overflowing the interval arithmetic.
 inline std::int64_t to_ms(std::chrono::milliseconds d) noexcept {
-  return d.count() < 0 ? 0 : static_cast<std::int64_t>(d.count());
+  constexpr std::int64_t most = 1000LL * 365 * 24 * 3600 * 1000;
+  return std::clamp<std::int64_t>(static_cast<std::int64_t>(d.count()), 0, most);
 }
 
 /// Text parameters for `PostgresTransaction::exec`.

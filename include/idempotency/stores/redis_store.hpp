@@ -22,6 +22,7 @@
 #include <hiredis/hiredis.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -159,8 +160,10 @@ inline std::string printable(std::string_view key) {
   return out;
 }
 
+// 1 ms .. 1000 years: "forever" saturates instead of overflowing Lua's doubles and PEXPIRE.
 inline std::string millis(std::chrono::milliseconds d) {
-  return std::to_string(d.count() < 1 ? std::chrono::milliseconds::rep{1} : d.count());
+  constexpr std::chrono::milliseconds::rep most = 1000LL * 365 * 24 * 3600 * 1000;
+  return std::to_string(std::clamp<std::chrono::milliseconds::rep>(d.count(), 1, most));
 }
 
 // Redis's own clock, in ms. Fine with Redis 7's effect replication (and 5+ with

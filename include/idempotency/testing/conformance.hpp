@@ -248,6 +248,20 @@ void run_store_conformance() {
     }
   }
 
+  SECTION("a 'forever' lease or TTL saturates: never wraps into the past, never an error") {
+    const auto k = fresh_key("forever");
+    const Ms forever = Ms::max();
+    const ClaimResult c = s.claim(k, "fp", forever);
+    REQUIRE(c.acquired());
+    CHECK(s.claim(k, "fp", lease).status == ClaimStatus::in_progress);
+    CHECK(s.renew(k, c.token, forever));
+    CHECK(s.claim(k, "fp", lease).status == ClaimStatus::in_progress);
+    CHECK(s.complete(k, c.token, "kept", forever));
+    const ClaimResult r = s.claim(k, "fp", lease);
+    CHECK(r.status == ClaimStatus::completed);
+    CHECK(r.payload == "kept");
+  }
+
   SECTION("transitions on an absent key return false") {
     const auto k = fresh_key("nothing");
     const Token t = Token::random();
