@@ -33,7 +33,8 @@ class IdempotencyExecutor;
 
 namespace detail {
 /// What an executor shares with its guards and its calls: the flights of this process and
-/// the renewal timer. Behind a pointer, so the executor stays movable.
+/// the renewal threads. Behind a pointer, so the executor can be moved while no call or guard
+/// of it is live (guards point into the executor: moving it under them is not allowed).
 struct ExecutorState {
   FlightTable flights;
   LeaseRenewer renewer;
@@ -96,7 +97,7 @@ class OwnerGuard {
   /// the claim is left to its lease, see docs/policies.md).
   template <class U = T>
     requires(!std::is_void_v<U>)
-  void commit(const U& value) {
+  void commit(const std::type_identity_t<U>& value) { // a T, converted here: replays decode a T
     ensure_holding("commit");
     std::string payload;
     try {
@@ -258,9 +259,11 @@ class OwnerGuard {
         if (attempt >= policy.max_attempts || std::chrono::steady_clock::now() + pause >= lease_end)
           not_recorded(std::move(payload), e, attempt);
         std::this_thread::sleep_for(pause);
+      } catch (const std::exception& e) { // not a StoreError: the outcome is unknown as well
+        not_recorded(std::move(payload), e, attempt); // never released: it may have landed
       } catch (...) {
-        holding_ = true; // still ours as far as we know: the destructor releases it
-        throw;
+        const std::runtime_error unknown("the store threw a non-standard exception");
+        not_recorded(std::move(payload), unknown, attempt);
       }
     }
     if (!done) lost("complete");
@@ -270,7 +273,7 @@ class OwnerGuard {
 
   // The claim is NOT released: a retry within the lease meets "in progress" instead of
   // running the operation a second time at once.
-  [[noreturn]] void not_recorded(std::string payload, const StoreError& cause, int attempts) {
+  [[noreturn]] void not_recorded(std::string payload, const std::exception& cause, int attempts) {
     ResultNotRecordedError err("the operation for key '" + key_ +
                                    "' succeeded but its result could not be recorded after " +
                                    std::to_string(attempts) + " attempt(s): " + cause.what(),
@@ -345,12 +348,14 @@ class Attempt {
 };
 
 /// Decodes the value a `ResultNotRecordedError` carries (the operation's result, computed
-/// but not recorded). Throws `CorruptRecordError` if it does not decode as `T`.
+/// but not recorded; only when `e.has_value()`). Throws `CorruptRecordError` if it does not
+/// decode as `T` (or there is no value: the result could not be encoded).
 ///
 /// Example:
 ///
 ///     try { r = exec.execute(key, charge); }
 ///     catch (const idempotency::ResultNotRecordedError& e) {
+///       if (!e.has_value()) throw;
 ///       r = idempotency::unrecorded_value<Receipt>(e);   // the charge DID happen
 ///     }
 template <class T>

@@ -166,14 +166,20 @@ class PayloadTooLargeError : public Error {
   std::size_t limit_;
 };
 
-/// The operation succeeded but its result could not be recorded (the store stayed down).
-/// `encoded_value()` carries the result so the caller can still use it; see the README on
-/// what this means for duplicates.
+/// The operation ran but its result was not recorded: the store stayed down (or failed in an
+/// unknown way) through the completion retries, or the result cannot be encoded exactly (NaN,
+/// invalid UTF-8, a throwing `to_json` or `classify_result`). The claim is kept until its
+/// lease passes; the message says so. (In `execute_in_transaction` an unencodable result
+/// instead rolls the transaction back and releases the claim: nothing happened, the message
+/// says that.) `has_value()`: `encoded_value()` carries the encoded result, so the caller can
+/// still use it (`unrecorded_value<T>(e)`); see the README on what this means for duplicates.
 class ResultNotRecordedError : public Error {
  public:
   ResultNotRecordedError(const std::string& message, std::string encoded_value)
       : Error(errc::result_not_recorded, message), encoded_value_(std::move(encoded_value)) {}
   [[nodiscard]] const std::string& encoded_value() const noexcept { return encoded_value_; }
+  /// False when the result could not be encoded (nothing to decode).
+  [[nodiscard]] bool has_value() const noexcept { return !encoded_value_.empty(); }
 
  private:
   std::string encoded_value_;

@@ -31,6 +31,7 @@
 #include <type_traits>
 #include <utility>
 #include <variant>
+#include <vector>
 
 namespace idempotency {
 
@@ -84,7 +85,8 @@ concept TransactionOperation = TransactionalStore<S> && std::invocable < F&,
 
 /// Runs operations at most once per idempotency key and replays the recorded result to
 /// every retry. Thread-safe: one executor serves all threads. Works over any `Store`.
-/// It must outlive its guards and the calls running on it.
+/// It must outlive its guards and the calls running on it, and must not be moved, copied or
+/// assigned while any of them is live.
 ///
 /// Example:
 ///
@@ -386,6 +388,15 @@ class IdempotencyExecutor {
 
     // 1. single-flight: one caller per key and process goes to the store, the others wait
     detail::FlightHandle flight;
+    if (options_.in_progress == InProgressPolicy::wait && running_here(skey)) {
+      // called from inside this key's own operation: waiting would wait for itself
+      report(Event::rejected_in_progress);
+      detail::raise<InProgressError>("key '" + std::string(key) +
+                                         "' is being processed by this very call chain: a "
+                                         "re-entrant call from inside its own operation would "
+                                         "wait for itself",
+                                     options_.lease);
+    }
     if (options_.in_progress == InProgressPolicy::wait) {
       for (;;) {
         auto joined = state_->flights.join(skey, fp);
@@ -395,18 +406,6 @@ class IdempotencyExecutor {
         }
         if (!joined.flight) break; // a flight of another request: let the store judge
         detail::Flight& f = *joined.flight;
-        if (f.leader == std::this_thread::get_id()) {
-          // called from inside this key's own operation (or with its guard still open on
-          // this thread): waiting would wait for itself until the deadline
-          report(Event::rejected_in_progress);
-          detail::raise<InProgressError>(
-              "key '" + std::string(key) +
-                  "' is held by this very thread: a re-entrant call from inside its own "
-                  "operation (or while its guard is open) would wait for itself",
-              std::max(std::chrono::ceil<std::chrono::milliseconds>(state_->flights.busy_until(f) -
-                                                                    clock::now()),
-                       std::chrono::milliseconds(0)));
-        }
         if (!state_->flights.wait(f, deadline)) {
           const auto left = state_->flights.busy_until(f) - clock::now();
           in_progress(std::max(std::chrono::ceil<std::chrono::milliseconds>(left),
@@ -447,7 +446,8 @@ class IdempotencyExecutor {
                                   "the store answered acquired without a token (a Store "
                                   "must hand out a fresh non-empty token); nothing was run");
       }
-      if (r.remaining < std::chrono::milliseconds(0)) r.remaining = {}; // a store's odd clock
+      // a store's odd clock, or another writer's "forever": keep the time arithmetic in range
+      r.remaining = std::clamp(r.remaining, std::chrono::milliseconds(0), max_option_duration);
       if (r.acquired()) {
         if (waited) report(Event::waited);
         const auto now = clock::now();
@@ -506,7 +506,21 @@ class IdempotencyExecutor {
   std::optional<std::string> encode_result(const R& value) const {
     if (!options_.classify_result) return codec::encode(value, options_.max_payload);
     const nlohmann::json j = codec::to_json_checked(value);
-    if (options_.classify_result(j) == OnResult::release) return std::nullopt;
+    OnResult what = OnResult::record;
+    try {
+      what = options_.classify_result(j);
+    } catch (const std::exception& e) { // the operation ran: never a reason to run it again
+      detail::raise<ResultNotRecordedError>(
+          std::string("classify_result threw: ") + e.what() +
+              "; the result was not recorded and the claim is kept until its lease passes",
+          codec::dump_checked(j, options_.max_payload));
+    } catch (...) {
+      detail::raise<ResultNotRecordedError>(
+          "classify_result threw a non-standard exception; the result was not recorded and the "
+          "claim is kept until its lease passes",
+          codec::dump_checked(j, options_.max_payload));
+    }
+    if (what == OnResult::release) return std::nullopt;
     return codec::dump_checked(j, options_.max_payload);
   }
 
@@ -540,8 +554,31 @@ class IdempotencyExecutor {
     }
   }
 
+  // The (executor, storage key) pairs whose operation runs on this thread right now, so a
+  // re-entrant call from inside one is refused instead of waiting for itself.
+  struct Running {
+    const void* executor;
+    std::string_view key;
+  };
+  static std::vector<Running>& running_here() {
+    thread_local std::vector<Running> running;
+    return running;
+  }
+  [[nodiscard]] bool running_here(std::string_view skey) const {
+    for (const Running& r : running_here())
+      if (r.executor == state_.get() && r.key == skey) return true;
+    return false;
+  }
+
   template <class R, class F, class... Args>
   decltype(auto) run_guarded(OwnerGuard<S, R>& guard, F& fn, Args&&... args) {
+    struct Mark { // pushed while the operation runs (exception-safe)
+      explicit Mark(Running r) { running_here().push_back(r); }
+      Mark(const Mark&) = delete;
+      Mark& operator=(const Mark&) = delete;
+      ~Mark() { running_here().pop_back(); }
+    };
+    const Mark mark(Running{state_.get(), guard.storage_key()});
     try {
       if constexpr (detail::StopTokenOperation<F, Args...>) {
         return std::invoke(fn, guard.stop_token(), std::forward<Args>(args)...);

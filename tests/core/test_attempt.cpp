@@ -20,6 +20,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -201,4 +202,77 @@ TEST_CASE("a guard committed twice says so", "[attempt]") {
     CHECK(std::string(e.what()).find("already committed") != std::string::npos);
   }
   CHECK(exec.execute("k", [] { return 3; }) == 1);
+}
+
+TEST_CASE("a classify_result that throws after the operation ran keeps the claim",
+          "[attempt][unencodable]") {
+  InMemoryStore store;
+  IdempotencyExecutor exec{store, {.classify_result = [](const nlohmann::json& j) {
+                             return j.at("status").get<int>() >= 500 ? OnResult::release
+                                                                     : OnResult::record;
+                           }}};
+  int runs = 0;
+  const auto op = [&] {
+    ++runs;
+    return 7; // no "status": the classifier throws nlohmann's out_of_range
+  };
+  try {
+    (void)exec.execute("k", op);
+    FAIL("no exception");
+  } catch (const ResultNotRecordedError& e) {
+    CHECK(e.has_value());
+    CHECK(unrecorded_value<int>(e) == 7);
+  }
+  CHECK_THROWS_AS(exec.execute("k", op), InProgressError); // before: released, ran again
+  CHECK(runs == 1);
+}
+
+namespace {
+// complete throws something that is not a StoreError (a user store's own bug, bad_alloc)
+struct ThrowingCompleteStore {
+  InMemoryStore inner;
+  [[nodiscard]] std::string_view name() const noexcept { return "ThrowingCompleteStore"; }
+  ClaimResult claim(std::string_view k, std::string_view fp, std::chrono::milliseconds d) {
+    return inner.claim(k, fp, d);
+  }
+  bool complete(std::string_view, const Token&, std::string_view, std::chrono::milliseconds) {
+    throw std::logic_error("complete exploded");
+  }
+  bool fail(std::string_view k, const Token& t, std::string_view p, std::chrono::milliseconds d) {
+    return inner.fail(k, t, p, d);
+  }
+  bool release(std::string_view k, const Token& t) { return inner.release(k, t); }
+  bool renew(std::string_view k, const Token& t, std::chrono::milliseconds d) {
+    return inner.renew(k, t, d);
+  }
+};
+} // namespace
+
+TEST_CASE("a complete that throws anything has an unknown outcome: the claim is kept",
+          "[attempt]") {
+  ThrowingCompleteStore store;
+  IdempotencyExecutor exec{store};
+  int runs = 0;
+  CHECK_THROWS_AS(exec.execute("k", [&] { return ++runs; }), ResultNotRecordedError);
+  CHECK_THROWS_AS(exec.execute("k", [&] { return ++runs; }), InProgressError);
+  CHECK(runs == 1); // before: the guard released the key and the retry ran again
+}
+
+TEST_CASE("wait: a guard committed on another thread is waited for, not called re-entrant",
+          "[attempt][wait]") {
+  InMemoryStore store;
+  IdempotencyExecutor exec{store, {.in_progress = InProgressPolicy::wait, .wait_deadline = 10s}};
+  auto a = exec.begin<int>("k"); // begun here, finished by a worker (an async framework)
+  REQUIRE_FALSE(a.replayed());
+  std::thread worker([&] {
+    std::this_thread::sleep_for(100ms);
+    a.guard().commit(5);
+  });
+  int got = 0;
+  try {
+    got = exec.execute("k", [] { return 1; });
+  } catch (const InProgressError&) {
+  }
+  worker.join();
+  CHECK(got == 5);
 }

@@ -238,8 +238,7 @@ TEST_CASE("wait: the deadline passes with InProgressError; another request is a 
   auto holder = exec.begin<int>("k", fp1);
   REQUIRE_FALSE(holder.replayed());
   const int claims_before = store.claims.load();
-  // same request on the thread that holds the guard: fails at once (it would wait for
-  // itself), no store call
+  // same request in this process: waits on the leader (no store call), then gives up
   try {
     (void)exec.execute("k", fp1, [] { return 1; });
     FAIL("expected InProgressError");

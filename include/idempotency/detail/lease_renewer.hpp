@@ -109,8 +109,12 @@ class LeaseRenewer {
       }
       next->running = true;
       // keep one thread free to watch the clock while this one may stall in the store
-      if (++busy_ == threads_.size() && threads_.size() < max_threads)
-        threads_.emplace_back([this] { run(); });
+      if (++busy_ == threads_.size() && threads_.size() < max_threads) {
+        try {
+          threads_.emplace_back([this] { run(); });
+        } catch (...) { // no thread to be had: the ones there are go on
+        }
+      }
       lock.unlock();
       enum class Result { renewed, lost, error } result = Result::error;
       const auto t0 = std::chrono::steady_clock::now();

@@ -14,7 +14,6 @@
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -37,8 +36,6 @@ struct Flight {
   std::chrono::steady_clock::time_point busy_until{};
   std::size_t waiters = 0;
   std::condition_variable cv{};
-  /// The thread that became the leader (set once, when the flight is created).
-  std::thread::id leader{};
 };
 
 class FlightTable {
@@ -54,7 +51,6 @@ class FlightTable {
     auto it = flights_.find(key);
     if (it == flights_.end()) {
       auto f = std::make_shared<Flight>(std::string(fingerprint));
-      f->leader = std::this_thread::get_id();
       flights_.emplace(key, f);
       return {std::move(f), true};
     }

@@ -468,7 +468,8 @@ class PostgresStore {
   /// TransactionalStore: BEGIN; lock the claim row if it is still `InProgress(token)` (else
   /// roll back and return false without calling `body`); `body(tx)`; write
   /// `Completed(result)` for `ttl`; COMMIT. While the body runs the row stays locked, so no
-  /// claim can take the key over: a concurrent claim waits and then replays the result.
+  /// claim can take the key over: a concurrent claim waits (at most its `command_timeout`, then
+  /// `PostgresError` 08006) and then replays the result.
   /// If `body` throws, everything rolls back and the exception propagates.
   bool complete_in_transaction(std::string_view key, const Token& token,
                                std::chrono::milliseconds ttl,
@@ -654,9 +655,10 @@ class PostgresStore {
     pool_cv_.notify_one();
   }
 
-  // Opens a connection without ever blocking past `connect_timeout` (non-blocking libpq:
-  // PQconnectStartParams + PQconnectPoll), with TCP keepalives and `tcp_user_timeout` so a
-  // dead peer is noticed; the user's connection string overrides those defaults.
+  // Opens a connection within `connect_timeout` (non-blocking libpq: PQconnectStartParams +
+  // PQconnectPoll), with TCP keepalives and `tcp_user_timeout` so a dead peer is noticed; the
+  // user's connection string overrides those defaults. One wait is outside the bound: libpq
+  // resolves a host *name* with the system's blocking resolver (give `hostaddr` to avoid it).
   std::unique_ptr<detail::pg::Connection> connect() {
     const std::string user_timeout = std::to_string(opt_.command_timeout.count());
     const char* const keys[] = {"keepalives",
