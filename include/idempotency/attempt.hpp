@@ -93,8 +93,9 @@ class OwnerGuard {
 
   /// Records `value` as the key's result. Throws `PayloadTooLargeError` (the claim is
   /// released, nothing stored), `LeaseLostError` (the key was taken over; nothing stored) or
-  /// `ResultNotRecordedError` (the store stayed down through `Options::completion_retry`;
-  /// the claim is left to its lease, see docs/policies.md).
+  /// `ResultNotRecordedError` (the store stayed down through `Options::completion_retry`, or
+  /// the value cannot be encoded exactly: NaN, invalid UTF-8, a throwing `to_json`; the claim
+  /// is left to its lease, see docs/policies.md). `value` is converted to `T` first.
   template <class U = T>
     requires(!std::is_void_v<U>)
   void commit(const std::type_identity_t<U>& value) { // a T, converted here: replays decode a T
