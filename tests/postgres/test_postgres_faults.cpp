@@ -139,16 +139,7 @@ TEST_CASE("PostgresStore: a SIGSTOPped server gives StoreError within the comman
                                            .command_timeout = 500ms}};
   truth.ensure_schema();
   store.ensure_schema();
-  const auto timed = [](auto&& f) {
-    const auto t0 = std::chrono::steady_clock::now();
-    bool store_error = false;
-    try {
-      f();
-    } catch (const StoreError&) {
-      store_error = true;
-    }
-    return std::make_pair(store_error, std::chrono::steady_clock::now() - t0);
-  };
+  const auto timed = [](auto&& f) { return idempotency::test::timed_store_call(f); };
 
   SECTION("during claim, and a new connection during the stop") {
     {

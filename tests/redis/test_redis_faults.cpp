@@ -112,16 +112,7 @@ TEST_CASE("RedisStore: a SIGSTOPped server gives StoreError within the command t
   RedisStore truth{RedisStoreOptions{.url = fixture_url(), .key_prefix = prefix}};
   RedisStore store{RedisStoreOptions{
       .url = fixture_url(), .key_prefix = prefix, .command_timeout = 400ms, .pool_size = 2}};
-  const auto timed = [](auto&& f) {
-    const auto t0 = std::chrono::steady_clock::now();
-    bool store_error = false;
-    try {
-      f();
-    } catch (const StoreError&) {
-      store_error = true;
-    }
-    return std::make_pair(store_error, std::chrono::steady_clock::now() - t0);
-  };
+  const auto timed = [](auto&& f) { return idempotency::test::timed_store_call(f); };
 
   SECTION("during claim") {
     auto [error, took] = [&] {

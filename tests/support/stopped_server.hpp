@@ -11,10 +11,14 @@
 
 #include <dirent.h>
 
+#include <idempotency/errors.hpp>
+
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace idempotency::test {
@@ -62,6 +66,19 @@ class StoppedServer {
  private:
   std::vector<pid_t> pids_;
 };
+
+/// Runs `f` (one store call); returns whether it threw `StoreError`, and how long it took.
+template <class F>
+std::pair<bool, std::chrono::steady_clock::duration> timed_store_call(F&& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  bool store_error = false;
+  try {
+    f();
+  } catch (const idempotency::StoreError&) {
+    store_error = true;
+  }
+  return {store_error, std::chrono::steady_clock::now() - t0};
+}
 
 /// The first line of a pid file as a pid; 0 if unreadable.
 inline pid_t read_pid_file(const std::string& path) {
