@@ -28,6 +28,7 @@
 //  - `advance(d)` returns once the store's clock has moved forward by at least `d`.
 
 #include <idempotency/store.hpp>
+#include <idempotency/testing/conformance_races.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -37,34 +38,7 @@
 #include <thread>
 #include <vector>
 
-#if defined(IDEMPOTENCY_CATCH2_V3)
-#include <catch2/catch_test_macros.hpp>
-#elif defined(IDEMPOTENCY_CATCH2_V2)
-#include <catch2/catch.hpp>
-#elif __has_include(<catch2/catch_test_macros.hpp>)
-#include <catch2/catch_test_macros.hpp>
-#else
-#include <catch2/catch.hpp>
-#endif
-
 namespace idempotency::testing {
-
-namespace conformance_detail {
-inline std::string run_prefix() {
-  static const std::string prefix = "conformance/" + Token::random().to_hex().substr(0, 12) + "/";
-  return prefix;
-}
-inline std::string fresh_key(std::string_view name) {
-  static std::atomic<unsigned> counter{0};
-  return run_prefix() + std::string(name) + "/" + std::to_string(counter.fetch_add(1));
-}
-inline std::string binary_payload() {
-  std::string p;
-  for (int i = 0; i < 256; ++i) p.push_back(static_cast<char>(i));
-  p += std::string("\0tail", 5);
-  return p;
-}
-} // namespace conformance_detail
 
 /// Runs the whole conformance suite against `Harness` inside the current Catch2 test case.
 template <class Harness>
@@ -403,64 +377,7 @@ void run_store_conformance() {
     }
   }
 
-  SECTION("concurrent claims of one key: exactly one acquires") {
-    constexpr int kThreads = 8;
-    constexpr int kKeys = 25;
-    for (int round = 0; round < kKeys; ++round) {
-      const auto k = fresh_key("race");
-      std::atomic<int> ready{0};
-      std::atomic<int> acquired{0};
-      std::atomic<int> in_progress{0};
-      std::atomic<int> errors{0};
-      std::vector<std::thread> threads;
-      for (int t = 0; t < kThreads; ++t) {
-        threads.emplace_back([&] {
-          ready.fetch_add(1);
-          while (ready.load() < kThreads) std::this_thread::yield();
-          try {
-            const ClaimResult r = s.claim(k, "fp", lease);
-            if (r.acquired())
-              acquired.fetch_add(1);
-            else if (r.status == ClaimStatus::in_progress)
-              in_progress.fetch_add(1);
-          } catch (...) {
-            errors.fetch_add(1);
-          }
-        });
-      }
-      for (auto& th : threads) th.join();
-      REQUIRE(errors.load() == 0);
-      REQUIRE(acquired.load() == 1);
-      REQUIRE(in_progress.load() == kThreads - 1);
-    }
-  }
-
-  SECTION("concurrent takeover of an expired lease: exactly one acquires") {
-    constexpr int kThreads = 8;
-    const auto k = fresh_key("race-takeover");
-    const ClaimResult first = s.claim(k, "fp", lease);
-    REQUIRE(first.acquired());
-    h.advance(lease + u);
-    std::atomic<int> ready{0};
-    std::atomic<int> acquired{0};
-    std::atomic<int> errors{0};
-    std::vector<std::thread> threads;
-    for (int t = 0; t < kThreads; ++t) {
-      threads.emplace_back([&] {
-        ready.fetch_add(1);
-        while (ready.load() < kThreads) std::this_thread::yield();
-        try {
-          if (s.claim(k, "fp", lease).acquired()) acquired.fetch_add(1);
-        } catch (...) {
-          errors.fetch_add(1);
-        }
-      });
-    }
-    for (auto& th : threads) th.join();
-    REQUIRE(errors.load() == 0);
-    CHECK(acquired.load() == 1);
-    CHECK_FALSE(s.complete(k, first.token, "stale", ttl));
-  }
+  run_race_sections(h, s, lease, ttl, u);
 }
 
 } // namespace idempotency::testing
