@@ -36,6 +36,7 @@ enum class Fault : std::uint8_t {
   error_after,  ///< the request landed, its reply was lost: `StoreError` after the change
   delay,        ///< the store answers late: a random pause (up to `max_delay`) first
   duplicate,    ///< the request reaches the store twice (a resend); the second reply returns
+                ///< (never for `complete_in_transaction`: a network does not re-send a transaction)
 };
 
 struct FaultOptions {
@@ -211,7 +212,9 @@ class FaultInjectingStore : public detail::transaction_of<S> {
       log_end(log);
       throw;
     }
-    const Fault fault = choose();
+    Fault fault = choose();
+    // a transaction is not re-sent by the network: a second copy would be a second transaction
+    if (fault == Fault::duplicate && log.op == StoreOp::transaction) fault = Fault::none;
     if (fault == Fault::error_before) lost(log, "injected fault: the request was lost");
     if (fault == Fault::delay) {
       const auto d = delay_length();
