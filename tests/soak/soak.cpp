@@ -113,9 +113,12 @@ void round(S& inner, const Profile& p, const std::string& prefix, std::size_t ca
         const auto pause = rng() % 100 < p.slow_percent
                                ? std::chrono::microseconds(static_cast<long long>(rng() % span))
                                : 0us;
-        const bool throws = rng() % 50 == 0;
+        const bool throws = rng() % 20 == 0;
         auto op = [&]() -> std::string {
-          if (throws) throw Failure("the operation failed before its effect");
+          if (throws) { // after its pause: a stale holder's release must not delete anything
+            if (pause > 0us) std::this_thread::sleep_for(pause);
+            throw Failure("the operation failed before its effect");
+          }
           const std::string v = "c" + std::to_string(c) + "-" + std::to_string(n++);
           history.effect(key, v);
           produced = v;
