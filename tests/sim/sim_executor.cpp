@@ -52,6 +52,7 @@ struct Result {
   std::size_t store_calls = 0;
   std::size_t effects = 0;
   bool safe = false;
+  bool limit_seen = false; // unsafe mode: the checker found P4 broken (the stated limit)
 };
 
 std::string trace_of(const idempotency::testing::History& h) {
@@ -194,6 +195,12 @@ Result simulate(std::uint64_t seed) {
   co.ttl = ttl;
   co.at_most_once = safe;
   res.violations = testing::check_history(history, co);
+  if (!safe) {
+    // the stated limit must be reachable here, or this mode (and the P4 check) is blind
+    co.at_most_once = true;
+    for (const auto& v : testing::check_history(history, co))
+      if (v.property == "P4") res.limit_seen = true;
+  }
   res.trace = "ttl " + std::to_string(ttl.count()) + " lease " + std::to_string(lease.count()) +
               "\n" + trace_of(history);
   res.calls = history.calls().size();
@@ -232,9 +239,11 @@ int main(int argc, char** argv) {
     const Result a = simulate(static_cast<std::uint64_t>(only));
     const Result b = simulate(static_cast<std::uint64_t>(only));
     if (trace) std::printf("%s", a.trace.c_str());
-    std::printf("seed %lld (%s mode): %zu calls, %zu store calls, %zu effects, %zu violations%s\n",
-                only, a.safe ? "safe" : "unsafe", a.calls, a.store_calls, a.effects,
-                a.violations.size(), a.trace == b.trace ? "; replayed identically" : "");
+    std::printf(
+        "seed %lld (%s mode): %zu calls, %zu store calls, %zu effects, %zu violations%s%s\n", only,
+        a.safe ? "safe" : "unsafe", a.calls, a.store_calls, a.effects, a.violations.size(),
+        a.limit_seen ? "; a second run (the stated limit)" : "",
+        a.trace == b.trace ? "; replayed identically" : "");
     std::printf("%s", idempotency::testing::describe(a.violations).c_str());
     if (a.trace != b.trace) {
       std::printf("NOT DETERMINISTIC: the second run of the seed differed\n");
@@ -243,13 +252,14 @@ int main(int argc, char** argv) {
     return a.violations.empty() ? 0 : 1;
   }
 
-  std::size_t calls = 0, store_calls = 0, effects = 0, safe = 0, failures = 0;
+  std::size_t calls = 0, store_calls = 0, effects = 0, safe = 0, failures = 0, limit = 0;
   for (std::uint64_t s = first; s < first + schedules; ++s) {
     const Result r = simulate(s);
     calls += r.calls;
     store_calls += r.store_calls;
     effects += r.effects;
     safe += r.safe ? 1 : 0;
+    limit += r.limit_seen ? 1 : 0;
     if (!r.violations.empty()) {
       if (++failures <= 5)
         std::printf("FAILED seed %llu (%s mode); replay: %s --seed %llu --trace\n%s",
@@ -266,8 +276,14 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "simulated %llu schedules (%zu safe, %zu unsafe): %zu executor calls, %zu store "
-      "calls, %zu effects checked; %zu failing schedule(s)\n",
+      "calls, %zu effects checked; %zu failing schedule(s); the stated limit (a second "
+      "run after a lease passed or a caller died mid-run) reached in %zu unsafe "
+      "schedule(s)\n",
       static_cast<unsigned long long>(schedules), safe, schedules - safe, calls, store_calls,
-      effects, failures);
+      effects, failures, limit);
+  if (schedules >= 1000 && limit == 0) {
+    std::printf("the unsafe mode never reached a second run: the simulation has gone blind\n");
+    ++failures;
+  }
   return failures == 0 ? 0 : 1;
 }
