@@ -110,16 +110,17 @@ void run_race_sections(Harness& h, S& s, std::chrono::milliseconds lease,
   }
 
   SECTION("racing transitions on shared keys: the recorded history is consistent") {
-    // 8 threads claim 4 keys and finish what they hold in every way (complete, fail, release,
-    // renew then complete), and also try each other's tokens. Every call is logged by a
-    // FaultInjectingStore (no faults) and the history checked: one result per key, replays
-    // equal to it, no success with a token that is not the holder's, no double acquisition.
+    // 8 threads claim 16 keys, hold them a moment and finish them in every way (complete,
+    // fail, release, renew then complete); a thread that finds a key taken tries another
+    // thread's token on it (complete, release or renew: only the holder's may succeed). Every call
+    // is logged by a FaultInjectingStore (no faults) and the history checked: one result per key,
+    // replays equal to it, no success with a token that is not the holder's, no double acquisition.
     constexpr int kThreads = 8;
     constexpr int kRounds = 40;
     History history;
     FaultInjectingStore<S> rec(s, FaultOptions{.history = &history});
     std::vector<std::string> keys;
-    for (int k = 0; k < 4; ++k) keys.push_back(fresh_key("history"));
+    for (int k = 0; k < 16; ++k) keys.push_back(fresh_key("history"));
     std::mutex seen_mutex;
     std::vector<Token> seen;
     std::atomic<int> errors{0};
@@ -138,7 +139,12 @@ void run_race_sections(Harness& h, S& s, std::chrono::milliseconds lease,
                 const std::lock_guard lock(seen_mutex);
                 if (!seen.empty()) other = seen[rng() % seen.size()];
               }
-              if (!other.empty()) (void)rec.complete(k, other, "x" + std::to_string(t), ttl);
+              if (other.empty()) continue;
+              switch (rng() % 3) {
+                case 0: (void)rec.complete(k, other, "x" + std::to_string(t), ttl); break;
+                case 1: (void)rec.release(k, other); break;
+                default: (void)rec.renew(k, other, lease);
+              }
               continue;
             }
             {
@@ -146,6 +152,7 @@ void run_race_sections(Harness& h, S& s, std::chrono::milliseconds lease,
               seen.push_back(r.token);
             }
             const std::string payload = "c" + std::to_string(t) + "-" + std::to_string(i);
+            std::this_thread::sleep_for(std::chrono::microseconds(rng() % 200)); // others try
             switch (rng() % 4) {
               case 0: (void)rec.complete(k, r.token, payload, ttl); break;
               case 1: (void)rec.fail(k, r.token, payload, ttl); break;
