@@ -248,7 +248,8 @@ class OwnerGuard {
     const CompletionRetry& policy = options_->completion_retry;
     const auto lease_end = claimed_at_ + options_->lease;
     bool done = false;
-    for (int attempt = 1;; ++attempt) {
+    int attempt = 1;
+    for (;; ++attempt) {
       try {
         done = store_->complete(key_, token_, payload, options_->result_ttl);
         break;
@@ -266,6 +267,14 @@ class OwnerGuard {
         const std::runtime_error unknown("the store threw a non-standard exception");
         not_recorded(std::move(payload), unknown, attempt);
       }
+    }
+    if (!done && attempt > 1) {
+      // an earlier attempt may have landed (its reply was lost) and its record may since have
+      // expired or been forgotten and the key claimed again: in doubt, never "lost"
+      const std::runtime_error refused(
+          "a resend of complete was refused after an earlier attempt's reply was lost: the "
+          "result may have been recorded and since expired, or the key was taken over");
+      not_recorded(std::move(payload), refused, attempt);
     }
     if (!done) lost("complete");
     notify(Event::completed);

@@ -8,6 +8,7 @@
 #include <idempotency/executor.hpp>
 #include <idempotency/observer.hpp>
 #include <idempotency/stores/in_memory_store.hpp>
+#include <idempotency/testing/fault_injecting_store.hpp>
 #include <idempotency/testing/manual_clock.hpp>
 
 #include "support/catch.hpp"
@@ -275,4 +276,52 @@ TEST_CASE("wait: a guard committed on another thread is waited for, not called r
   }
   worker.join();
   CHECK(got == 5);
+}
+
+// Found by the simulation (seed 100611): complete lands, its reply is lost, the result's TTL
+// passes and another caller claims the key; the resend is refused. The first write may have
+// been the recorded result (other callers were replayed it): "lease lost" would be a lie.
+TEST_CASE("a resend refused after a lost reply is 'not recorded' (in doubt), never 'lease lost'",
+          "[attempt]") {
+  idempotency::testing::SimClock clock;
+  InMemoryStore inner{{.clock = clock.source()}};
+  bool reply_lost = false;
+  idempotency::testing::FaultOptions fo;
+  fo.hook = [&](idempotency::testing::StoreOp op, std::string_view key, bool after) {
+    if (op != idempotency::testing::StoreOp::complete || !after || reply_lost) return;
+    reply_lost = true;
+    clock.advance(2h);                                   // the recorded result expires...
+    REQUIRE(inner.claim(key, "other", 1min).acquired()); // ...and another caller claims
+    throw StoreError("test", "complete", "the reply was lost");
+  };
+  idempotency::testing::FaultInjectingStore store(inner, fo);
+  IdempotencyExecutor exec(
+      store, {.result_ttl = 1h,
+              .lease = 1min,
+              .completion_retry = {.max_attempts = 2, .initial_backoff = 0ms, .max_backoff = 0ms}});
+  bool not_recorded = false;
+  try {
+    (void)exec.execute("k", [] { return 7; });
+  } catch (const ResultNotRecordedError& e) {
+    not_recorded = true;
+    REQUIRE(e.has_value());
+    CHECK(unrecorded_value<int>(e) == 7);
+  } catch (const LeaseLostError& e) {
+    FAIL("told 'lease lost' for a result that was recorded: " << e.what());
+  }
+  CHECK(reply_lost);
+  CHECK(not_recorded);
+}
+
+TEST_CASE("a first complete refused outright is still 'lease lost'", "[attempt]") {
+  ManualClock clock;
+  InMemoryStore store{{.clock = clock.source()}};
+  IdempotencyExecutor exec(store, {.result_ttl = 1h, .lease = 1min});
+  CHECK_THROWS_AS(exec.execute("k",
+                               [&] {
+                                 clock.advance(2min); // the lease passes; another caller takes over
+                                 REQUIRE(store.claim(exec.storage_key("k"), "x", 1min).acquired());
+                                 return 7;
+                               }),
+                  LeaseLostError);
 }
