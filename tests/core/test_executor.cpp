@@ -3,6 +3,8 @@
 #include <idempotency/executor.hpp>
 
 #include <idempotency/stores/in_memory_store.hpp>
+#include <idempotency/testing/fault_injecting_store.hpp>
+#include <idempotency/testing/history_checker.hpp>
 #include <idempotency/testing/manual_clock.hpp>
 
 #include "support/catch.hpp"
@@ -395,8 +397,10 @@ TEST_CASE(
 
 namespace {
 // Every caller races every key; the operation counts its executions per key.
+// Every call, store call and run is recorded in `h` and the history checked as well.
 template <class Exec>
-void race_exactly_once(Exec& exec, int threads, int keys, bool retry_in_progress) {
+void race_exactly_once(Exec& exec, idempotency::testing::History& h, int threads, int keys,
+                       bool retry_in_progress) {
   std::vector<std::atomic<int>> executions(static_cast<std::size_t>(keys));
   std::vector<std::vector<long>> seen(static_cast<std::size_t>(threads),
                                       std::vector<long>(static_cast<std::size_t>(keys), -1));
@@ -412,13 +416,29 @@ void race_exactly_once(Exec& exec, int threads, int keys, bool retry_in_progress
       while (ready.load() < threads) std::this_thread::yield();
       for (int k : order) {
         const std::string key = "race-" + std::to_string(k);
+        const std::string skey = exec.storage_key(key);
         for (;;) {
           try {
-            seen[static_cast<std::size_t>(t)][static_cast<std::size_t>(k)] = exec.execute(key, [&] {
+            std::string produced;
+            auto op = [&] {
               const int n = executions[static_cast<std::size_t>(k)].fetch_add(1) + 1;
+              const long v = static_cast<long>(k) * 1000 + t * 10 + n;
+              produced = std::to_string(v);
+              h.effect(skey, produced);
               std::this_thread::yield();
-              return static_cast<long>(k) * 1000 + t * 10 + n;
+              return v;
+            };
+            long value = -1;
+            auto call = idempotency::testing::record_call(h, skey, produced, [&] {
+              auto o = exec.execute_outcome(key, op);
+              value = o.value;
+              return Outcome<std::string>{std::to_string(o.value), o.replayed, o.expires_in};
             });
+            h.add(call);
+            if (call.told == idempotency::testing::Told::in_progress)
+              throw InProgressError("", 0ms);
+            if (value < 0) throw std::runtime_error(call.value);
+            seen[static_cast<std::size_t>(t)][static_cast<std::size_t>(k)] = value;
             break;
           } catch (const InProgressError&) {
             if (!retry_in_progress) {
@@ -447,19 +467,28 @@ void race_exactly_once(Exec& exec, int threads, int keys, bool retry_in_progress
   }
   CHECK(not_once == 0);
   CHECK(disagreements == 0);
+  // every holder finished within its lease: P4 (at most one run per key) must hold too
+  const auto violations = idempotency::testing::check_history(h, {.at_most_once = true});
+  INFO(idempotency::testing::describe(violations));
+  CHECK(violations.empty());
+  CHECK(h.effects().size() == static_cast<std::size_t>(keys));
 }
 } // namespace
 
 TEST_CASE("exactly once under races: 8 threads x 1,000 keys, reject + retry", "[executor][race]") {
-  InMemoryStore store;
+  InMemoryStore inner;
+  idempotency::testing::History h;
+  idempotency::testing::FaultInjectingStore store(inner, {.history = &h}); // records, no faults
   IdempotencyExecutor exec{store};
-  race_exactly_once(exec, 8, 1000, true);
+  race_exactly_once(exec, h, 8, 1000, true);
 }
 
 TEST_CASE("exactly once under races: 8 threads x 1,000 keys, wait policy", "[executor][race]") {
-  InMemoryStore store;
+  InMemoryStore inner;
+  idempotency::testing::History h;
+  idempotency::testing::FaultInjectingStore store(inner, {.history = &h});
   IdempotencyExecutor exec{store, {.in_progress = InProgressPolicy::wait}};
-  race_exactly_once(exec, 8, 1000, false);
+  race_exactly_once(exec, h, 8, 1000, false);
 }
 
 TEST_CASE("an unscoped key cannot reach a tenant's record (scoping is injective)", "[executor]") {
