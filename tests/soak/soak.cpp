@@ -79,21 +79,28 @@ struct Failure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// One round: `threads` callers make `calls` calls over `keys` fresh keys.
-template <class S>
+struct NoLedger {};
+
+// One round: `threads` callers make `calls` calls over fresh keys, and the history is checked.
+// Transactional mode (SQL stores, `Rows` given): the effect is a ledger row written in the
+// store's own transaction, and `rows(prefix)` reads the ledger back (key -> values). With a TTL
+// longer than the run (one record life per key) every key must hold at most one row, and the
+// row of a key whose result callers were given must be that result: exactly once.
+template <class S, class Rows>
 void round(S& inner, const Profile& p, const std::string& prefix, std::size_t calls, int threads,
-           std::uint64_t seed, Totals& totals) {
+           std::uint64_t seed, Totals& totals, Rows& rows) {
+  constexpr bool transactional = !std::is_same_v<Rows, NoLedger>;
   t::History history;
   t::FaultOptions fo;
   fo.seed = seed;
   fo.error_before = 0.01;
   fo.error_after = 0.01;
-  fo.duplicate = 0.01;
+  fo.duplicate = transactional ? 0.0 : 0.01;
   fo.history = &history;
   t::FaultInjectingStore store(inner, fo);
   idempotency::Options o;
   o.lease = p.lease;
-  o.result_ttl = p.ttl;
+  o.result_ttl = transactional ? std::chrono::milliseconds(std::chrono::hours(1)) : p.ttl;
   o.completion_retry.max_attempts = 2;
   o.completion_retry.initial_backoff = 1ms;
   o.completion_retry.max_backoff = 2ms;
@@ -113,85 +120,36 @@ void round(S& inner, const Profile& p, const std::string& prefix, std::size_t ca
         const auto pause = rng() % 100 < p.slow_percent
                                ? std::chrono::microseconds(static_cast<long long>(rng() % span))
                                : 0us;
-        const bool throws = rng() % 20 == 0;
-        auto op = [&]() -> std::string {
-          if (throws) { // after its pause: a stale holder's release must not delete anything
-            if (pause > 0us) std::this_thread::sleep_for(pause);
-            throw Failure("the operation failed before its effect");
-          }
+        const auto run =
+            [&]() -> std::string { // the effect (transactional: the row's value), logged
           const std::string v = "c" + std::to_string(c) + "-" + std::to_string(n++);
           history.effect(key, v);
           produced = v;
           if (pause > 0us) std::this_thread::sleep_for(pause);
           return v;
         };
-        history.add(
-            t::record_call(history, key, produced, [&] { return exec.execute_outcome(key, op); }));
-      }
-    });
-  for (auto& th : pool) th.join();
-
-  t::CheckOptions co;
-  co.ttl = p.ttl;
-  co.margin = p.margin;
-  const auto violations = t::check_history(history, co);
-  const auto all = history.calls();
-  totals.calls += all.size();
-  for (const auto& c : all) ++totals.told[static_cast<std::size_t>(c.told)];
-  totals.store_calls += history.store_calls().size();
-  totals.effects += history.effects().size();
-  totals.violations += violations.size();
-  ++totals.rounds;
-  if (!violations.empty())
-    std::printf("round %zu (seed %llu): %zu violation(s)\n%s", totals.rounds,
-                static_cast<unsigned long long>(seed), violations.size(),
-                t::describe(violations, 10).c_str());
-}
-
-// Transactional mode (SQL stores): the effect is a ledger row written in the store's own
-// transaction. `rows(prefix)` reads the ledger back: key -> values. With a TTL longer than the
-// run (one record life per key) every key must hold at most one row, and the row of a key whose
-// result callers were given must be that result: exactly once.
-template <class S, class Rows>
-void round_tx(S& inner, const Profile& p, const std::string& prefix, std::size_t calls, int threads,
-              std::uint64_t seed, Totals& totals, Rows&& rows) {
-  t::History history;
-  t::FaultOptions fo;
-  fo.seed = seed;
-  fo.error_before = 0.01;
-  fo.error_after = 0.01;
-  fo.history = &history;
-  t::FaultInjectingStore store(inner, fo);
-  idempotency::Options o;
-  o.lease = p.lease;
-  o.result_ttl = std::chrono::hours(1);
-  idempotency::IdempotencyExecutor exec(store, o);
-  const std::size_t keys = std::max<std::size_t>(calls / 6, 1);
-  std::atomic<std::size_t> next{0};
-  std::vector<std::thread> pool;
-  for (int c = 0; c < threads; ++c)
-    pool.emplace_back([&, c] {
-      t::this_caller() = c;
-      std::mt19937_64 rng(seed * 131 + static_cast<std::uint64_t>(c));
-      int n = 0;
-      while (next.fetch_add(1) < calls) {
-        const std::string key = prefix + std::to_string(rng() % keys);
-        std::string produced;
-        const auto span = static_cast<std::uint64_t>(2 * p.lease / 1us);
-        const auto pause = rng() % 100 < p.slow_percent
-                               ? std::chrono::microseconds(static_cast<long long>(rng() % span))
-                               : 0us;
-        auto op = [&](typename S::transaction& tx) -> std::string {
-          const std::string v = "c" + std::to_string(c) + "-" + std::to_string(n++);
-          tx.exec("INSERT INTO soak_ledger (key, value) VALUES ('" + key + "', '" + v + "')");
-          history.effect(key, v); // the body ran (whether it commits is the ledger's answer)
-          produced = v;
-          if (pause > 0us) std::this_thread::sleep_for(pause);
-          return v;
-        };
-        history.add(t::record_call(history, key, produced, [&] {
-          return exec.execute_in_transaction_outcome(key, {}, op);
-        }));
+        if constexpr (transactional) {
+          auto op = [&](typename S::transaction& tx) -> std::string {
+            // the row is part of the transaction: it commits with the result or not at all
+            const std::string v = run();
+            tx.exec("INSERT INTO soak_ledger (key, value) VALUES ('" + key + "', '" + v + "')");
+            return v;
+          };
+          history.add(t::record_call(history, key, produced, [&] {
+            return exec.execute_in_transaction_outcome(key, {}, op);
+          }));
+        } else {
+          const bool throws = rng() % 20 == 0;
+          auto op = [&]() -> std::string {
+            if (throws) { // after its pause: a stale holder's release must not delete anything
+              if (pause > 0us) std::this_thread::sleep_for(pause);
+              throw Failure("the operation failed before its effect");
+            }
+            return run();
+          };
+          history.add(t::record_call(history, key, produced,
+                                     [&] { return exec.execute_outcome(key, op); }));
+        }
       }
     });
   for (auto& th : pool) th.join();
@@ -200,36 +158,40 @@ void round_tx(S& inner, const Profile& p, const std::string& prefix, std::size_t
   co.ttl = o.result_ttl;
   co.margin = p.margin;
   auto violations = t::check_history(history, co);
-  const std::map<std::string, std::vector<std::string>> ledger = rows(prefix);
-  std::map<std::string, std::string> given; // key -> a value some caller was given
-  for (const auto& c : history.calls())
-    if (c.told == t::Told::recorded || c.told == t::Told::replayed) given[c.key] = c.value;
-  for (const auto& [key, values] : ledger)
-    if (values.size() > 1)
-      violations.push_back({"X", key,
-                            std::to_string(values.size()) +
-                                " ledger rows: the "
-                                "transactional effect committed more than once"});
-  for (const auto& [key, value] : given) {
-    const auto it = ledger.find(key);
-    if (it == ledger.end() || it->second.empty() || it->second.front() != value)
-      violations.push_back(
-          {"X", key, "callers were given '" + value + "' but the ledger does not hold that row"});
+  std::size_t effects = history.effects().size();
+  if constexpr (transactional) {
+    const std::map<std::string, std::vector<std::string>> ledger = rows(prefix);
+    std::map<std::string, std::string> given; // key -> a value some caller was given
+    for (const auto& c : history.calls())
+      if (c.told == t::Told::recorded || c.told == t::Told::replayed) given[c.key] = c.value;
+    effects = 0;
+    for (const auto& [key, values] : ledger) {
+      effects += values.size();
+      if (values.size() > 1)
+        violations.push_back({"X", key,
+                              std::to_string(values.size()) +
+                                  " ledger rows: the transactional effect committed more than "
+                                  "once"});
+    }
+    for (const auto& [key, value] : given) {
+      const auto it = ledger.find(key);
+      if (it == ledger.end() || it->second.empty() || it->second.front() != value)
+        violations.push_back(
+            {"X", key, "callers were given '" + value + "' but the ledger does not hold that row"});
+    }
   }
   const auto all = history.calls();
   totals.calls += all.size();
   for (const auto& c : all) ++totals.told[static_cast<std::size_t>(c.told)];
   totals.store_calls += history.store_calls().size();
-  for (const auto& [key, values] : ledger) totals.effects += values.size();
+  totals.effects += effects;
   totals.violations += violations.size();
   ++totals.rounds;
   if (!violations.empty())
-    std::printf("transactional round %zu (seed %llu): %zu violation(s)\n%s", totals.rounds,
+    std::printf("round %zu (seed %llu): %zu violation(s)\n%s", totals.rounds,
                 static_cast<unsigned long long>(seed), violations.size(),
                 t::describe(violations, 10).c_str());
 }
-
-struct NoLedger {};
 
 template <class S, class Rows = NoLedger>
 int soak(S& store, const Profile& p, const std::string& name, std::size_t calls, int threads,
@@ -242,10 +204,7 @@ int soak(S& store, const Profile& p, const std::string& name, std::size_t calls,
   for (std::size_t done = 0, r = 0; done < calls; done += per_round, ++r) {
     const std::string prefix = "soak:" + run + ":" + std::to_string(r) + ":";
     const std::size_t n = std::min(per_round, calls - done);
-    if constexpr (transactional)
-      round_tx(store, p, prefix, n, threads, 1000 + r, totals, rows);
-    else
-      round(store, p, prefix, n, threads, 1000 + r, totals);
+    round(store, p, prefix, n, threads, 1000 + r, totals, rows);
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf(
