@@ -7,10 +7,12 @@
 
 #include "support/catch.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 using namespace std::chrono_literals;
 using idempotency::ClaimStatus;
@@ -135,4 +137,63 @@ TEST_CASE("wait_for_change wakes when the holder completes, not after the timeou
   // nothing in progress: returns at once
   store.wait_for_change("k", 60s);
   store.wait_for_change("absent", 60s);
+}
+
+TEST_CASE("expiry is reclaimed incrementally: no single call sweeps a whole shard", "[in_memory]") {
+  // Issue 16: a call that met a shard due for its sweep used to reclaim every expired record
+  // in it at once (a stall proportional to the shard). Each call now reclaims a bounded number
+  // of records, and ordinary use still reclaims all of them.
+  ManualClock clock;
+  InMemoryStore store{{.shards = 1, .clock = clock.source()}};
+  constexpr std::size_t n = 20000;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string k = "old" + std::to_string(i);
+    const auto c = store.claim(k, "", 1s);
+    REQUIRE(store.complete(k, c.token, "v", 10s));
+  }
+  clock.advance(11s); // every record expired
+  std::size_t largest_drop = 0;
+  std::size_t added = 0;
+  while (added < 2 * n) {
+    const std::size_t before = store.size();
+    const std::string k = "new" + std::to_string(added);
+    const auto c = store.claim(k, "", 1s);
+    REQUIRE(c.acquired());
+    REQUIRE(store.complete(k, c.token, "v", 1h));
+    ++added;
+    const std::size_t after = store.size();
+    if (after < before) largest_drop = std::max(largest_drop, before - after);
+  }
+  CHECK(largest_drop <= 64);
+  CHECK(store.size() == added); // all the expired ones were reclaimed by ordinary use
+}
+
+TEST_CASE("keys, fingerprints and payloads of any size round-trip, binary bytes included",
+          "[in_memory]") {
+  ManualClock clock;
+  InMemoryStore store{{.shards = 2, .clock = clock.source()}};
+  std::string binary_key("k\0ey", 4);
+  const std::vector<std::size_t> sizes{0, 1, 15, 16, 17, 100, 1000, 1024, 1025, 5000, 70000};
+  std::size_t n = 0;
+  for (std::size_t ks : {std::size_t{1}, std::size_t{300}, std::size_t{4000}}) {
+    for (std::size_t ps : sizes) {
+      std::string key =
+          binary_key + std::string(ks, static_cast<char>('a' + n % 26)) + std::to_string(n);
+      std::string fp(ps % 300, '\xff');
+      std::string payload(ps, '\0');
+      for (std::size_t i = 0; i < ps; ++i) payload[i] = static_cast<char>(i * 31 + n);
+      const auto c = store.claim(key, fp, 10s);
+      REQUIRE(c.acquired());
+      const auto busy = store.claim(key, "other", 10s);
+      CHECK(busy.status == ClaimStatus::in_progress);
+      CHECK(busy.fingerprint == fp);
+      REQUIRE(store.complete(key, c.token, payload, 1h));
+      const auto r = store.claim(key, "x", 10s);
+      CHECK(r.status == ClaimStatus::completed);
+      CHECK(r.fingerprint == fp);
+      CHECK(r.payload == payload);
+      ++n;
+    }
+  }
+  CHECK(store.size() == n);
 }

@@ -2,6 +2,8 @@
 // Copyright (c) 2026 The idempotency authors
 #pragma once
 
+#include <idempotency/detail/record_arena.hpp>
+#include <idempotency/detail/record_table.hpp>
 #include <idempotency/errors.hpp>
 #include <idempotency/store.hpp>
 
@@ -10,13 +12,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace idempotency {
@@ -37,10 +40,13 @@ struct InMemoryStoreOptions {
 
 /// A thread-safe, sharded, in-process store: for one process and for tests.
 ///
-/// Every operation locks one shard. Expired records are reclaimed as the store is used (a
-/// shard is swept after as many claims as it held records at its last sweep, so reclaiming
-/// costs O(1) amortized per claim) and by `purge_expired`. Waiters are woken through a condition
-/// variable (`WaitableStore`).
+/// Every operation locks one shard. A record is one block (a 32-byte header, the key, the
+/// fingerprint, the payload) from the shard's slab allocator, indexed by an open-addressing
+/// table of 9 bytes per slot: a record of a 16-byte key and a 64-byte payload costs about
+/// 112 + 19 bytes. Expired records are reclaimed as the store is used (each new record makes
+/// the shard's sweep look at 8 more slots, so no call reclaims more than 8 records) and by
+/// `purge_expired`. Waiters are woken through a condition variable (`WaitableStore`). Keys and
+/// fingerprints up to 64 KiB and payloads up to 1 GiB are held; larger ones are a `StoreError`.
 ///
 /// Example:
 ///
@@ -63,49 +69,49 @@ class InMemoryStore {
   /// Store contract 1: atomic claim-or-get.
   ClaimResult claim(std::string_view key, std::string_view fingerprint,
                     std::chrono::milliseconds lease) {
+    check_sizes(key, fingerprint, {}, "claim");
     if (options_.max_records != 0 && count_.load(std::memory_order_relaxed) >= options_.max_records)
       purge_expired(static_cast<std::size_t>(-1));
     const HashedKey hk = hashed(key);
     Shard& sh = shard_for(hk);
     std::unique_lock lock(sh.mutex);
     const time_point now = clock_now();
-    maybe_sweep(sh, now);
-    auto it = sh.records.find(hk);
-    if (it != sh.records.end() && live(it->second, now)) {
-      Record& r = it->second;
-      if (r.status == ClaimStatus::in_progress && r.deadline <= now) {
-        // the lease passed: take it over with a new token (fencing)
-        r.token = Token::random();
-        r.deadline = saturating_add(now, lease);
-        r.set(fingerprint, {});
-        ClaimResult out;
-        out.token = r.token;
-        out.took_over = true;
+    const std::size_t slot = sh.table.find(key, hk.hash);
+    ClaimResult out;
+    if (slot != Table::npos) {
+      Record* r = sh.table.at(slot);
+      if (live(*r, now) && !(r->status() == ClaimStatus::in_progress && r->deadline <= now)) {
+        out.status = r->status();
+        out.fingerprint.assign(r->fingerprint());
+        out.payload.assign(r->payload());
+        out.remaining = std::chrono::ceil<std::chrono::milliseconds>(r->deadline - now);
         return out;
       }
-      ClaimResult out;
-      out.status = r.status;
-      out.fingerprint = r.fingerprint();
-      out.payload = r.payload();
-      out.remaining = std::chrono::ceil<std::chrono::milliseconds>(r.deadline - now);
+      // expired, or in progress with its lease passed (a takeover: fencing by a new token)
+      out.took_over = live(*r, now);
+      out.token = Token::random();
+      Record* fresh = make_record(sh, key, fingerprint, {}, ClaimStatus::in_progress, out.token,
+                                  saturating_add(now, lease));
+      sh.table.replace(slot, fresh);
+      free_record(sh, r);
       return out;
     }
-    if (it == sh.records.end()) {
-      reserve_slot();
+    reserve_slot();
+    try {
+      sweep_some(sh, now); // before the insert: it may move records between slots
+      out.token = Token::random();
+      Record* fresh = make_record(sh, key, fingerprint, {}, ClaimStatus::in_progress, out.token,
+                                  saturating_add(now, lease));
       try {
-        it = sh.records.emplace(std::string(key), Record{}).first;
+        sh.table.insert(fresh, hk.hash);
       } catch (...) {
-        count_.fetch_sub(1, std::memory_order_relaxed);
+        free_record(sh, fresh);
         throw;
       }
+    } catch (...) {
+      count_.fetch_sub(1, std::memory_order_relaxed);
+      throw;
     }
-    Record& r = it->second;
-    r.status = ClaimStatus::in_progress;
-    r.token = Token::random();
-    r.deadline = saturating_add(now, lease);
-    r.set(fingerprint, {});
-    ClaimResult out;
-    out.token = r.token;
     return out;
   }
 
@@ -123,16 +129,14 @@ class InMemoryStore {
 
   /// Store contract 4.
   bool release(std::string_view key, const Token& token) {
-    return if_held(key, token, /*wake=*/true, [&](Shard& sh, auto it, time_point) {
-      sh.records.erase(it);
-      count_.fetch_sub(1, std::memory_order_relaxed);
-    });
+    return if_held(key, token, /*wake=*/true,
+                   [&](Shard& sh, std::size_t slot, time_point) { erase_slot(sh, slot); });
   }
 
   /// Store contract 5.
   bool renew(std::string_view key, const Token& token, std::chrono::milliseconds lease) {
-    return if_held(key, token, /*wake=*/false, [&](Shard&, auto it, time_point now) {
-      it->second.deadline = saturating_add(now, lease);
+    return if_held(key, token, /*wake=*/false, [&](Shard& sh, std::size_t slot, time_point now) {
+      sh.table.at(slot)->deadline = saturating_add(now, lease);
     });
   }
 
@@ -142,10 +146,9 @@ class InMemoryStore {
     Shard& sh = shard_for(hk);
     {
       std::lock_guard lock(sh.mutex);
-      auto it = sh.records.find(hk);
-      if (it == sh.records.end()) return false;
-      sh.records.erase(it);
-      count_.fetch_sub(1, std::memory_order_relaxed);
+      const std::size_t slot = sh.table.find(key, hk.hash);
+      if (slot == Table::npos) return false;
+      erase_slot(sh, slot);
     }
     sh.changed.notify_all();
     return true;
@@ -157,16 +160,18 @@ class InMemoryStore {
     const HashedKey hk = hashed(key);
     Shard& sh = shard_for(hk);
     std::unique_lock lock(sh.mutex);
-    auto still_waiting = [&](const Token& t) {
-      auto it = sh.records.find(hk);
-      if (it == sh.records.end()) return false;
-      const Record& r = it->second;
-      return r.status == ClaimStatus::in_progress && r.token == t && r.deadline > clock_now();
+    auto current = [&]() -> const Record* {
+      const std::size_t slot = sh.table.find(key, hk.hash);
+      return slot == Table::npos ? nullptr : sh.table.at(slot);
     };
-    auto it = sh.records.find(hk);
-    if (it == sh.records.end() || it->second.status != ClaimStatus::in_progress) return;
-    const Token t = it->second.token;
-    sh.changed.wait_for(lock, timeout, [&] { return !still_waiting(t); });
+    const Record* r = current();
+    if (r == nullptr || r->status() != ClaimStatus::in_progress) return;
+    const Token t = r->token;
+    sh.changed.wait_for(lock, timeout, [&] {
+      const Record* now_r = current();
+      return now_r == nullptr || now_r->status() != ClaimStatus::in_progress || now_r->token != t ||
+             now_r->deadline <= clock_now();
+    });
   }
 
   /// PurgeableStore: reclaims up to `limit` expired records now; returns how many.
@@ -186,68 +191,87 @@ class InMemoryStore {
   /// The store's clock.
   [[nodiscard]] time_point now() const { return clock_now(); }
 
+  /// Most bytes of one key, one fingerprint, one payload this store holds; a larger one is a
+  /// `StoreError` (the executor's own limits are far below).
+  static constexpr std::size_t max_key_bytes = 0xFFFF;
+  static constexpr std::size_t max_fingerprint_bytes = 0xFFFF;
+  static constexpr std::size_t max_payload_bytes = (std::size_t{1} << 30) - 1;
+
  private:
-  // 64 bytes: one deadline (the lease end while in progress, the expiry once finished) and
-  // one buffer holding the fingerprint followed by the payload.
+  // A record is one block: this 32-byte header, then the key, the fingerprint and the payload.
+  // `deadline` is the lease end while in progress and the expiry once finished.
   struct Record {
     time_point deadline{};
     Token token{};
-    std::string data{};
-    std::uint32_t fingerprint_size = 0;
-    ClaimStatus status = ClaimStatus::in_progress;
+    std::uint32_t payload_size_status = 0; ///< low 30 bits: payload bytes; high 2: status
+    std::uint16_t key_size = 0;
+    std::uint16_t fingerprint_size = 0;
 
+    [[nodiscard]] const char* bytes() const noexcept {
+      return reinterpret_cast<const char*>(this + 1);
+    }
+    [[nodiscard]] char* bytes() noexcept { return reinterpret_cast<char*>(this + 1); }
+    [[nodiscard]] ClaimStatus status() const noexcept {
+      return static_cast<ClaimStatus>(payload_size_status >> 30);
+    }
+    [[nodiscard]] std::size_t payload_size() const noexcept {
+      return payload_size_status & max_payload_bytes;
+    }
+    [[nodiscard]] std::string_view key() const noexcept { return {bytes(), key_size}; }
     [[nodiscard]] std::string_view fingerprint() const noexcept {
-      return std::string_view(data).substr(0, fingerprint_size);
+      return {bytes() + key_size, fingerprint_size};
     }
     [[nodiscard]] std::string_view payload() const noexcept {
-      return std::string_view(data).substr(fingerprint_size);
+      return {bytes() + key_size + fingerprint_size, payload_size()};
     }
-    void set(std::string_view fp, std::string_view payload_bytes) {
-      if (fp.size() > std::numeric_limits<std::uint32_t>::max())
-        detail::raise<StoreError>("InMemoryStore", "claim", "fingerprint over 4 GiB");
-      std::string buffer;
-      buffer.reserve(fp.size() + payload_bytes.size());
-      buffer.append(fp);
-      buffer.append(payload_bytes);
-      data.swap(buffer); // exact capacity: no slack kept from an earlier, larger value
-      fingerprint_size = static_cast<std::uint32_t>(fp.size());
+    [[nodiscard]] std::size_t block_bytes() const noexcept {
+      return sizeof(Record) + key_size + fingerprint_size + payload_size();
     }
   };
+  static_assert(sizeof(Record) == 32);
 
-  // A key with its hash computed once: the shard is chosen from it and the map looks it up
-  // without hashing again (heterogeneous lookup).
+  struct KeyOf {
+    std::string_view operator()(const Record* r) const noexcept { return r->key(); }
+  };
+  using Table = detail::RecordTable<Record, KeyOf>;
+
+  // A key with its hash computed once, outside the lock: it picks the shard and the slot.
   struct HashedKey {
     std::string_view key;
     std::size_t hash;
   };
 
-  struct KeyHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept {
-      return std::hash<std::string_view>{}(s);
-    }
-    std::size_t operator()(const HashedKey& k) const noexcept { return k.hash; }
-  };
-
-  struct KeyEqual {
-    using is_transparent = void;
-    bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
-    bool operator()(const HashedKey& a, std::string_view b) const noexcept { return a.key == b; }
-    bool operator()(std::string_view a, const HashedKey& b) const noexcept { return a == b.key; }
-  };
-
   struct Shard {
     std::mutex mutex;
     std::condition_variable changed;
-    std::unordered_map<std::string, Record, KeyHash, KeyEqual> records;
-    std::size_t ops_since_sweep = 0;
-    std::size_t size_after_sweep = 0;
+    detail::RecordArena arena;
+    Table table;
+    std::size_t sweep_cursor = 0;
+
+    Shard() = default;
+    Shard(const Shard&) = delete;
+    Shard& operator=(const Shard&) = delete;
+    ~Shard() {
+      table.for_each([&](Record* r) { arena.deallocate(r, r->block_bytes()); });
+    }
   };
+
+  // Slots the sweep looks at per new record: reclaiming stays O(1) per claim, and a table at
+  // most 3/4 full is swept through once per capacity/8 new records.
+  static constexpr std::size_t sweep_step = 8;
 
   static std::size_t round_up_pow2(std::size_t n) {
     std::size_t p = 1;
     while (p < n) p <<= 1;
     return p;
+  }
+
+  static void check_sizes(std::string_view key, std::string_view fingerprint,
+                          std::string_view payload, const char* op) {
+    if (key.size() > max_key_bytes || fingerprint.size() > max_fingerprint_bytes ||
+        payload.size() > max_payload_bytes)
+      detail::raise<StoreError>("InMemoryStore", op,
+                                "a key or fingerprint over 64 KiB, or a payload over 1 GiB");
   }
 
   // t + d, clamped to the clock's range (a "forever" duration must not wrap into the past).
@@ -265,11 +289,11 @@ class InMemoryStore {
   }
 
   [[nodiscard]] static HashedKey hashed(std::string_view key) noexcept {
-    return HashedKey{key, KeyHash{}(key)};
+    return HashedKey{key, Table::hash(key)};
   }
 
   Shard& shard_for(const HashedKey& k) {
-    // mix the hash so the shard index does not reuse the bits the map buckets on
+    // mix the hash so the shard index does not reuse the bits the table probes with
     std::size_t h = k.hash;
     h ^= h >> 29;
     h *= 0xbf58476d1ce4e5b9ULL;
@@ -277,40 +301,76 @@ class InMemoryStore {
     return shards_[h & mask_];
   }
 
+  static Record* make_record(Shard& sh, std::string_view key, std::string_view fingerprint,
+                             std::string_view payload, ClaimStatus status, const Token& token,
+                             time_point deadline) {
+    const std::size_t bytes = sizeof(Record) + key.size() + fingerprint.size() + payload.size();
+    Record* r = new (sh.arena.allocate(bytes)) Record();
+    r->deadline = deadline;
+    r->token = token;
+    r->payload_size_status =
+        static_cast<std::uint32_t>(payload.size()) | (static_cast<std::uint32_t>(status) << 30);
+    r->key_size = static_cast<std::uint16_t>(key.size());
+    r->fingerprint_size = static_cast<std::uint16_t>(fingerprint.size());
+    char* out = r->bytes();
+    if (!key.empty()) std::memcpy(out, key.data(), key.size());
+    out += key.size();
+    if (!fingerprint.empty()) std::memcpy(out, fingerprint.data(), fingerprint.size());
+    out += fingerprint.size();
+    if (!payload.empty()) std::memcpy(out, payload.data(), payload.size());
+    return r;
+  }
+
+  static void free_record(Shard& sh, Record* r) noexcept {
+    const std::size_t bytes = r->block_bytes();
+    r->~Record();
+    sh.arena.deallocate(r, bytes);
+  }
+
+  void erase_slot(Shard& sh, std::size_t slot) noexcept {
+    Record* r = sh.table.at(slot);
+    sh.table.erase(slot);
+    free_record(sh, r);
+    count_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
   [[nodiscard]] bool live(const Record& r, time_point now) const {
-    if (r.status == ClaimStatus::in_progress)
+    if (r.status() == ClaimStatus::in_progress)
       return saturating_add(r.deadline, options_.in_progress_grace) > now;
     return r.deadline > now;
   }
 
   [[nodiscard]] bool held_by(const Record& r, const Token& token, time_point now) const {
-    return r.status == ClaimStatus::in_progress && r.token == token && live(r, now);
+    return r.status() == ClaimStatus::in_progress && r.token == token && live(r, now);
   }
 
   // InProgress(token) -> status; a resend by the token that already finished the record with
   // this status (its first reply was lost) is true and changes nothing (design §2).
   bool finish(std::string_view key, const Token& token, std::string_view payload,
               std::chrono::milliseconds ttl, ClaimStatus status) {
+    check_sizes(key, {}, payload, status == ClaimStatus::completed ? "complete" : "fail");
     const HashedKey hk = hashed(key);
     Shard& sh = shard_for(hk);
     {
       std::lock_guard lock(sh.mutex);
       const time_point now = clock_now();
-      auto it = sh.records.find(hk);
-      if (it == sh.records.end() || it->second.token != token) return false;
-      Record& r = it->second;
-      if (r.status == status) return true;
-      if (!held_by(r, token, now)) return false;
-      r.set(r.fingerprint(), payload); // set() copies before it replaces the buffer
-      r.status = status;
-      r.deadline = saturating_add(now, ttl);
+      const std::size_t slot = sh.table.find(key, hk.hash);
+      if (slot == Table::npos) return false;
+      Record* r = sh.table.at(slot);
+      if (r->token != token) return false;
+      if (r->status() == status) return true;
+      if (!held_by(*r, token, now)) return false;
+      Record* done =
+          make_record(sh, key, r->fingerprint(), payload, status, token, saturating_add(now, ttl));
+      sh.table.replace(slot, done);
+      free_record(sh, r);
     }
     sh.changed.notify_all();
     return true;
   }
 
   // The compare-and-set every transition shares: under the shard lock, if `token` holds the
-  // record of `key`, applies `change(shard, iterator, now)` and returns true. `wake` wakes the
+  // record of `key`, applies `change(shard, slot, now)` and returns true. `wake` wakes the
   // shard's waiters afterwards (the record was finished or deleted).
   template <class Change>
   bool if_held(std::string_view key, const Token& token, bool wake, Change&& change) {
@@ -319,9 +379,9 @@ class InMemoryStore {
     {
       std::lock_guard lock(sh.mutex);
       const time_point now = clock_now();
-      auto it = sh.records.find(hk);
-      if (it == sh.records.end() || !held_by(it->second, token, now)) return false;
-      change(sh, it, now);
+      const std::size_t slot = sh.table.find(key, hk.hash);
+      if (slot == Table::npos || !held_by(*sh.table.at(slot), token, now)) return false;
+      change(sh, slot, now);
     }
     if (wake) sh.changed.notify_all();
     return true;
@@ -338,25 +398,35 @@ class InMemoryStore {
     }
   }
 
-  void maybe_sweep(Shard& sh, time_point now) {
-    // sweep after as many operations as the shard held at its last sweep: O(1) amortized
-    if (++sh.ops_since_sweep < std::max<std::size_t>(64, sh.size_after_sweep)) return;
-    sweep(sh, now, static_cast<std::size_t>(-1));
-  }
-
-  std::size_t sweep(Shard& sh, time_point now, std::size_t limit) {
-    sh.ops_since_sweep = 0;
-    std::size_t purged = 0;
-    for (auto it = sh.records.begin(); it != sh.records.end() && purged < limit;) {
-      if (live(it->second, now)) {
-        ++it;
-      } else {
-        it = sh.records.erase(it);
-        ++purged;
+  // The incremental sweep: looks at `sweep_step` slots from the shard's cursor, reclaiming the
+  // expired records there. An erase may move a later record into the slot, so the cursor stays.
+  void sweep_some(Shard& sh, time_point now) noexcept {
+    for (std::size_t k = 0; k < sweep_step; ++k) {
+      const std::size_t slot = sh.sweep_cursor & (sh.table.capacity() - 1);
+      if (sh.table.occupied(slot) && !live(*sh.table.at(slot), now)) {
+        erase_slot(sh, slot);
+        continue;
+      }
+      sh.sweep_cursor = slot + 1;
+      if (sh.sweep_cursor == sh.table.capacity()) {
+        sh.sweep_cursor = 0;
+        sh.table.shrink_to_fit(); // only when at most 1/8 full: a small rebuild
       }
     }
-    count_.fetch_sub(purged, std::memory_order_relaxed);
-    sh.size_after_sweep = sh.records.size();
+  }
+
+  std::size_t sweep(Shard& sh, time_point now, std::size_t limit) noexcept {
+    std::size_t purged = 0;
+    for (std::size_t slot = 0; slot < sh.table.capacity() && purged < limit;) {
+      if (sh.table.occupied(slot) && !live(*sh.table.at(slot), now)) {
+        erase_slot(sh, slot); // a later record may move into `slot`: look at it again
+        ++purged;
+      } else {
+        ++slot;
+      }
+    }
+    sh.table.shrink_to_fit();
+    sh.sweep_cursor = 0;
     return purged;
   }
 
