@@ -152,6 +152,9 @@ class SqliteStore {
   [[nodiscard]] ClaimResult claim(std::string_view key, std::string_view fingerprint,
                                   std::chrono::milliseconds lease) {
     Lease c = checkout("claim");
+    // a replay is one read, no write lock: checkout() already checked the file is in place
+    // (a write needs the check after it too: it may have gone to a replaced file)
+    if (std::optional<ClaimResult> done = replay_on(*c, key)) return std::move(*done);
     ClaimResult r = claim_on(*c, key, fingerprint, lease); // committed
     verify_unmoved(*c, "claim");
     return r;
@@ -479,6 +482,53 @@ class SqliteStore {
     bool committed_ = false;
   };
 
+  // The live record the cursor `s` is on (state, fingerprint, payload, expires_at), as a claim
+  // that did not acquire reports it; `now` is the claim's clock reading.
+  void read_record(Stmt& s, std::string_view key, std::int64_t now, ClaimResult& r) {
+    // a state or expiry of another type reads as 0 through sqlite3_column_int64: a text state
+    // would be "in progress" forever, and a text expiry never passes (text sorts above every
+    // number, so a claim's upsert never took the record over)
+    if (s.column_type(0) != SQLITE_INTEGER)
+      raise_corrupt(key, std::string("has a state that is not an integer (") +
+                             type_name(s.column_type(0)) + ")");
+    if (s.column_type(3) != SQLITE_INTEGER)
+      raise_corrupt(key, std::string("has an expiry that is not an integer (") +
+                             type_name(s.column_type(3)) + ")");
+    const std::int64_t state = s.column_int(0);
+    switch (state) {
+      case state_in_progress: r.status = ClaimStatus::in_progress; break;
+      case state_completed: r.status = ClaimStatus::completed; break;
+      case state_failed: r.status = ClaimStatus::failed; break;
+      default: raise_corrupt(key, "has unknown state " + std::to_string(state));
+    }
+    if (s.column_type(1) == SQLITE_NULL) raise_corrupt(key, "has no fingerprint");
+    r.fingerprint = s.column_bytes(1);
+    if (r.status != ClaimStatus::in_progress) {
+      if (s.column_type(2) == SQLITE_NULL) raise_corrupt(key, "is finished but has no payload");
+      r.payload = s.column_bytes(2);
+    }
+    const std::int64_t left = s.column_int(3) - now;
+    r.remaining = std::chrono::milliseconds(left > 0 ? left : 1);
+  }
+
+  // The fast path of a claim: a finished, unexpired record, read in one autocommit SELECT;
+  // nullopt for anything else (absent, in progress, expired, odd), which the claim's
+  // transaction then handles.
+  std::optional<ClaimResult> replay_on(Connection& c, std::string_view key) {
+    const std::int64_t now = now_ms();
+    Stmt s(*this, c, StmtId::select_record, "claim");
+    s.bind_blob(1, key);
+    if (!s.step()) return std::nullopt;
+    if (s.column_type(0) != SQLITE_INTEGER || s.column_type(3) != SQLITE_INTEGER)
+      return std::nullopt;
+    const std::int64_t state = s.column_int(0);
+    if ((state != state_completed && state != state_failed) || s.column_int(3) <= now)
+      return std::nullopt;
+    ClaimResult r;
+    read_record(s, key, now, r);
+    return r;
+  }
+
   // The claim's transaction on `c`: upsert, else read the live record; commits.
   ClaimResult claim_on(Connection& c, std::string_view key, std::string_view fingerprint,
                        std::chrono::milliseconds lease) {
@@ -511,30 +561,7 @@ class SqliteStore {
       Stmt s(*this, c, StmtId::select_record, "claim");
       s.bind_blob(1, key);
       if (!s.step()) raise_store("claim", "the record vanished inside the claim transaction");
-      // a state or expiry of another type reads as 0 through sqlite3_column_int64: a text state
-      // would be "in progress" forever, and a text expiry never passes (text sorts above every
-      // number, so the upsert above never took the record over)
-      if (s.column_type(0) != SQLITE_INTEGER)
-        raise_corrupt(key, std::string("has a state that is not an integer (") +
-                               type_name(s.column_type(0)) + ")");
-      if (s.column_type(3) != SQLITE_INTEGER)
-        raise_corrupt(key, std::string("has an expiry that is not an integer (") +
-                               type_name(s.column_type(3)) + ")");
-      const std::int64_t state = s.column_int(0);
-      switch (state) {
-        case state_in_progress: r.status = ClaimStatus::in_progress; break;
-        case state_completed: r.status = ClaimStatus::completed; break;
-        case state_failed: r.status = ClaimStatus::failed; break;
-        default: raise_corrupt(key, "has unknown state " + std::to_string(state));
-      }
-      if (s.column_type(1) == SQLITE_NULL) raise_corrupt(key, "has no fingerprint");
-      r.fingerprint = s.column_bytes(1);
-      if (r.status != ClaimStatus::in_progress) {
-        if (s.column_type(2) == SQLITE_NULL) raise_corrupt(key, "is finished but has no payload");
-        r.payload = s.column_bytes(2);
-      }
-      const std::int64_t left = s.column_int(3) - now;
-      r.remaining = std::chrono::milliseconds(left > 0 ? left : 1);
+      read_record(s, key, now, r);
     }
     tx.commit();
     return r;
