@@ -4,19 +4,20 @@
 // A slab allocator for the records of one InMemoryStore shard (used under the shard's lock, so
 // it takes no lock of its own). Blocks up to `max_small` bytes come from 256 KiB chunks, one
 // size class per 16 bytes: no per-block header, no malloc bookkeeping, so a 112-byte record
-// costs 112 bytes. A chunk whose blocks are all freed goes back to the system (one empty chunk
-// per class is kept to avoid churn). Larger blocks come from operator new.
+// costs 112 bytes. A chunk whose blocks are all freed goes to a small process-wide pool,
+// then back to the system (one empty chunk per class is kept to avoid churn). Larger blocks come
+// from operator new.
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <new>
 
 #if __has_include(<sys/mman.h>)
 #include <sys/mman.h>
 #define IDEMPOTENCY_ARENA_MMAP 1
 #else
-#include <cstdlib>
 #define IDEMPOTENCY_ARENA_MMAP 0
 #endif
 
@@ -137,10 +138,52 @@ class RecordArena {
     ch->linked = false;
   }
 
-  // A chunk aligned to its own size, so a block finds its chunk by masking its address.
+  // A chunk aligned to its own size, so a block finds its chunk by masking its address. Chunks
+  // are mapped (no allocator padding stays resident) and an emptied one goes to a process-wide
+  // pool of up to `pool_chunks` (16 MiB), so a store that empties and refills, or the next
+  // store, reuses warm pages instead of faulting in new ones.
+  static constexpr std::size_t pool_chunks = 64;
+
+  struct ChunkPool {
+    std::mutex mutex;
+    std::array<void*, pool_chunks> chunks{};
+    std::size_t size = 0;
+  };
+  // Never destroyed: a store with static storage duration may free its chunks after every
+  // other static is gone. The pooled chunks stay reachable from it (no leak report).
+  static ChunkPool& pool() {
+    static ChunkPool* const p = new ChunkPool();
+    return *p;
+  }
+
   static Chunk* new_chunk(std::size_t) {
     void* mem = nullptr;
+    {
+      ChunkPool& p = pool();
+      const std::lock_guard lock(p.mutex);
+      if (p.size > 0) mem = p.chunks[--p.size];
+    }
+    if (mem == nullptr) mem = map();
+    Chunk* ch = new (mem) Chunk();
+    ch->bump = header_size;
+    return ch;
+  }
+
+  static void release_chunk(Chunk* ch) noexcept {
+    ch->~Chunk();
+    {
+      ChunkPool& p = pool();
+      const std::lock_guard lock(p.mutex);
+      if (p.size < pool_chunks) {
+        p.chunks[p.size++] = ch;
+        return;
+      }
+    }
+    unmap(ch);
+  }
+
 #if IDEMPOTENCY_ARENA_MMAP
+  static void* map() {
     // map twice the size and trim both ends to the alignment: no padding stays mapped
     void* raw =
         ::mmap(nullptr, 2 * chunk_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -151,24 +194,15 @@ class RecordArena {
     const std::uintptr_t tail = aligned + chunk_size;
     if (start + 2 * chunk_size > tail)
       ::munmap(reinterpret_cast<void*>(tail), start + 2 * chunk_size - tail);
-    mem = reinterpret_cast<void*>(aligned);
-#else
-    mem = std::aligned_alloc(chunk_size, chunk_size);
-    if (mem == nullptr) throw std::bad_alloc();
-#endif
-    Chunk* ch = new (mem) Chunk();
-    ch->bump = header_size;
-    return ch;
+    return reinterpret_cast<void*>(aligned);
   }
-
-  static void release_chunk(Chunk* ch) noexcept {
-    ch->~Chunk();
-#if IDEMPOTENCY_ARENA_MMAP
-    ::munmap(ch, chunk_size);
+  static void unmap(void* chunk) noexcept { ::munmap(chunk, chunk_size); }
 #else
-    std::free(ch);
-#endif
+  static void* map() { return ::operator new (chunk_size, std::align_val_t{chunk_size}); }
+  static void unmap(void* chunk) noexcept {
+    ::operator delete (chunk, std::align_val_t{chunk_size});
   }
+#endif
 
   std::array<Class, max_small / granule> classes_{};
 };

@@ -42,11 +42,12 @@ struct InMemoryStoreOptions {
 ///
 /// Every operation locks one shard. A record is one block (a 32-byte header, the key, the
 /// fingerprint, the payload) from the shard's slab allocator, indexed by an open-addressing
-/// table of 9 bytes per slot: a record of a 16-byte key and a 64-byte payload costs about
-/// 112 + 19 bytes. Expired records are reclaimed as the store is used (each new record makes
-/// the shard's sweep look at 8 more slots, so no call reclaims more than 8 records) and by
-/// `purge_expired`. Waiters are woken through a condition variable (`WaitableStore`). Keys and
-/// fingerprints up to 64 KiB and payloads up to 1 GiB are held; larger ones are a `StoreError`.
+/// table of 12 bytes per slot, half to 3/4 full: a record of a 16-byte key and a 64-byte
+/// payload costs 112 bytes plus 16 to 24 bytes of index. Expired records are reclaimed as the store
+/// is used (each new record makes the shard's sweep look at 4 more slots, so no call reclaims more
+/// than 4 records) and by `purge_expired`. Waiters are woken through a condition variable
+/// (`WaitableStore`). Keys and fingerprints up to 64 KiB and payloads up to 1 GiB are held; larger
+/// ones are a `StoreError`.
 ///
 /// Example:
 ///
@@ -256,9 +257,11 @@ class InMemoryStore {
     }
   };
 
-  // Slots the sweep looks at per new record: reclaiming stays O(1) per claim, and a table at
-  // most 3/4 full is swept through once per capacity/8 new records.
-  static constexpr std::size_t sweep_step = 8;
+  // Slots the sweep looks at per new record: reclaiming stays O(1) per claim (each occupied
+  // slot costs a read of its record), and a pass over a table over 1/4 full of expired ones
+  // reclaims expired records faster than new ones arrive, so expiry alone does not grow the table.
+  // After a pass a table at most 1/4 full shrinks to 1/2 full (a rebuild of few records).
+  static constexpr std::size_t sweep_step = 4;
 
   static std::size_t round_up_pow2(std::size_t n) {
     std::size_t p = 1;
@@ -402,15 +405,15 @@ class InMemoryStore {
   // expired records there. An erase may move a later record into the slot, so the cursor stays.
   void sweep_some(Shard& sh, time_point now) noexcept {
     for (std::size_t k = 0; k < sweep_step; ++k) {
-      const std::size_t slot = sh.sweep_cursor & (sh.table.capacity() - 1);
+      const std::size_t slot = sh.sweep_cursor % sh.table.capacity();
       if (sh.table.occupied(slot) && !live(*sh.table.at(slot), now)) {
         erase_slot(sh, slot);
         continue;
       }
       sh.sweep_cursor = slot + 1;
-      if (sh.sweep_cursor == sh.table.capacity()) {
+      if (sh.sweep_cursor == sh.table.capacity()) { // a pass is done
         sh.sweep_cursor = 0;
-        sh.table.shrink_to_fit(); // only when at most 1/8 full: a small rebuild
+        sh.table.shrink_to_fit(); // at most 1/4 full: to 1/2, so no growth follows soon
       }
     }
   }
