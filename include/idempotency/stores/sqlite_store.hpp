@@ -529,42 +529,40 @@ class SqliteStore {
     return r;
   }
 
-  // The claim's transaction on `c`: upsert, else read the live record; commits.
+  // The claim on `c`: the upsert, in a transaction of its own (one statement, autocommit: no
+  // statement journal), and when it did not acquire, a read of the live record. A record that
+  // went (released, forgotten) or expired between the two is claimed again.
   ClaimResult claim_on(Connection& c, std::string_view key, std::string_view fingerprint,
                        std::chrono::milliseconds lease) {
-    const std::int64_t now = now_ms(); // after the checkout's check: tests move the file here
-    TxGuard tx(*this, c, "claim");
     const Token token = Token::random();
     const std::array<unsigned char, 16> token_bytes = encode_token(token);
-    ClaimResult r;
-    bool acquired = false;
-    {
-      Stmt s(*this, c, StmtId::claim_upsert, "claim");
-      s.bind_blob(1, key);
-      s.bind_blob(2, as_view(token_bytes));
-      s.bind_blob(3, fingerprint);
-      s.bind_int(4, plus(now, lease));
-      s.bind_int(5, now);
-      if (s.step()) {
-        acquired = true;
-        r.status = ClaimStatus::acquired;
-        r.token = token;
-        r.took_over = s.column_type(0) == SQLITE_INTEGER && s.column_int(0) == state_in_progress;
-        s.done();
+    for (int attempt = 0; attempt < 32; ++attempt) {
+      const std::int64_t now = now_ms(); // after the checkout's check: tests move the file here
+      ClaimResult r;
+      {
+        Stmt s(*this, c, StmtId::claim_upsert, "claim");
+        s.bind_blob(1, key);
+        s.bind_blob(2, as_view(token_bytes));
+        s.bind_blob(3, fingerprint);
+        s.bind_int(4, plus(now, lease));
+        s.bind_int(5, now);
+        if (s.step()) {
+          r.status = ClaimStatus::acquired;
+          r.token = token;
+          r.took_over = s.column_type(0) == SQLITE_INTEGER && s.column_int(0) == state_in_progress;
+          s.done(); // commits
+          return r;
+        }
       }
-    }
-    if (acquired) {
-      tx.commit();
-      return r;
-    }
-    {
       Stmt s(*this, c, StmtId::select_record, "claim");
       s.bind_blob(1, key);
-      if (!s.step()) raise_store("claim", "the record vanished inside the claim transaction");
-      read_record(s, key, now, r);
+      if (!s.step()) continue; // gone since the upsert: claim again
+      const std::int64_t read_at = now_ms();
+      if (s.column_type(3) == SQLITE_INTEGER && s.column_int(3) <= read_at) continue; // expired
+      read_record(s, key, read_at, r);
+      return r;
     }
-    tx.commit();
-    return r;
+    raise_store("claim", "the record kept changing under 32 claims in a row");
   }
 
   bool finish(std::string_view key, const Token& token, std::string_view payload,
