@@ -35,10 +35,13 @@ namespace detail {
 /// What an executor shares with its guards and its calls: the flights of this process and
 /// the renewal threads. Behind a pointer, so the executor can be moved while no call or guard
 /// of it is live (guards point into the executor: moving it under them is not allowed).
-struct ExecutorState {
+/// (A template only so that it is compiled where an executor is.)
+template <class Unused = void>
+struct BasicExecutorState {
   FlightTable flights;
   LeaseRenewer renewer;
 };
+using ExecutorState = BasicExecutorState<>;
 } // namespace detail
 
 /// Proof of holding a key: commit a value, remember a failure, or release. Destroyed while

@@ -5,8 +5,12 @@
 #include <idempotency/attempt.hpp>
 #include <idempotency/codec.hpp>
 #include <idempotency/detail/backoff.hpp>
+#include <idempotency/detail/guarded_run.hpp>
 #include <idempotency/detail/lease_renewer.hpp>
+#include <idempotency/detail/operation.hpp>
+#include <idempotency/detail/result_encoding.hpp>
 #include <idempotency/detail/single_flight.hpp>
+#include <idempotency/detail/storage_key.hpp>
 #include <idempotency/errors.hpp>
 #include <idempotency/fingerprint.hpp>
 #include <idempotency/key.hpp>
@@ -14,12 +18,12 @@
 #include <idempotency/options.hpp>
 #include <idempotency/store.hpp>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -29,59 +33,12 @@
 #include <string_view>
 #include <thread>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <variant>
 #include <vector>
 
 namespace idempotency {
-
-namespace detail {
-/// Thrown out of a transaction body to roll it back when the result classifier says release.
-struct NotRecorded {};
-
-template <class F, class... Args>
-using result_of_t = std::remove_cvref_t<std::invoke_result_t<F, Args...>>;
-
-/// An operation that takes a `std::stop_token` first (and cannot be called without it).
-template <class F, class... Args>
-concept StopTokenOperation =
-    std::invocable<F&, std::stop_token, Args...> && !std::invocable<F&, Args...>;
-
-/// What `execute` accepts: `fn(args...)` or `fn(stop_token, args...)`.
-template <class F, class... Args>
-concept Operation = std::invocable<F&, Args...> || std::invocable<F&, std::stop_token, Args...>;
-
-// No `type` unless F is an operation, so a non-operation fails softly (overload resolution).
-template <class F, class... Args>
-struct operation_result {};
-template <class F, class... Args>
-  requires std::invocable<F&, Args...>
-struct operation_result<F, Args...> {
-  using type = result_of_t<F&, Args...>;
-};
-template <class F, class... Args>
-  requires StopTokenOperation<F, Args...>
-struct operation_result<F, Args...> {
-  using type = result_of_t<F&, std::stop_token, Args...>;
-};
-template <class F, class... Args>
-using operation_result_t = typename operation_result<F, Args...>::type;
-
-// `S::transaction`, made dependent on `F` so it is only looked up when a transactional member
-// is used (S itself may have no transaction type).
-template <class S, class F>
-struct transaction_of {
-  using type = typename S::transaction;
-};
-template <class S, class F>
-using transaction_t = typename transaction_of<S, F>::type;
-
-/// What `execute_in_transaction` accepts: `fn(tx, args...)` on a transactional store.
-template <class S, class F, class... Args>
-concept TransactionOperation = TransactionalStore<S> && std::invocable < F&,
-        transaction_t<S, F>
-&, Args... > ;
-} // namespace detail
 
 /// Runs operations at most once per idempotency key and replays the recorded result to
 /// every retry. Thread-safe: one executor serves all threads. Works over any `Store`.
@@ -143,12 +100,7 @@ class IdempotencyExecutor {
 
   /// The storage key for `key` (validated, scope prefix added).
   [[nodiscard]] std::string storage_key(std::string_view key) const {
-    validate_key(key);
-    std::string k;
-    k.reserve(prefix_.size() + key.size());
-    k += prefix_;
-    k += key;
-    return k;
+    return std::string(scoped(key).view());
   }
 
   /// For operators, not the normal flow: deletes the record of `key` (scope applied) in any
@@ -170,7 +122,7 @@ class IdempotencyExecutor {
     requires detail::Operation<F, Args...>
   auto execute(std::string_view key, F&& fn, Args&&... args)
       -> detail::operation_result_t<F, Args...> {
-    return unwrap(execute_outcome(key, Fingerprint{}, fn, std::forward<Args>(args)...));
+    return run<false>(key, Fingerprint{}, fn, std::forward<Args>(args)...);
   }
 
   /// As `execute`, and the same key with another fingerprint is a `FingerprintMismatchError`.
@@ -178,7 +130,7 @@ class IdempotencyExecutor {
     requires detail::Operation<F, Args...>
   auto execute(std::string_view key, const Fingerprint& fingerprint, F&& fn, Args&&... args)
       -> detail::operation_result_t<F, Args...> {
-    return unwrap(execute_outcome(key, fingerprint, fn, std::forward<Args>(args)...));
+    return run<false>(key, fingerprint, fn, std::forward<Args>(args)...);
   }
 
   /// As `execute`, also saying whether the value was replayed.
@@ -186,7 +138,7 @@ class IdempotencyExecutor {
     requires detail::Operation<F, Args...>
   auto execute_outcome(std::string_view key, F&& fn, Args&&... args)
       -> Outcome<detail::operation_result_t<F, Args...>> {
-    return execute_outcome(key, Fingerprint{}, fn, std::forward<Args>(args)...);
+    return run<true>(key, Fingerprint{}, fn, std::forward<Args>(args)...);
   }
 
   /// As `execute`, with a fingerprint, also saying whether the value was replayed (a value a
@@ -195,42 +147,7 @@ class IdempotencyExecutor {
     requires detail::Operation<F, Args...>
   auto execute_outcome(std::string_view key, const Fingerprint& fingerprint, F&& fn, Args&&... args)
       -> Outcome<detail::operation_result_t<F, Args...>> {
-    using R = detail::operation_result_t<F, Args...>;
-    if constexpr (!codec::Storable<R>) {
-      static_assert(codec::Storable<R>,
-                    "idempotency: the operation's result type cannot be stored. Give it `void "
-                    "to_json(nlohmann::json&, const T&)` and `void from_json(const "
-                    "nlohmann::json&, T&)` in its own namespace (or an nlohmann::adl_serializer<T> "
-                    "specialization); the type is named in the 'required from' lines below");
-      return {};
-    } else {
-      Attempt<S, R> attempt = begin<R>(key, fingerprint);
-      if (attempt.replayed()) return replayed_outcome(attempt);
-      OwnerGuard<S, R>& guard = attempt.guard();
-      if constexpr (std::is_void_v<R>) {
-        run_guarded(guard, fn, std::forward<Args>(args)...);
-        guard.commit();
-        return Outcome<void>{false, options_.result_ttl};
-      } else {
-        R value = run_guarded(guard, fn, std::forward<Args>(args)...);
-        std::optional<std::string> payload;
-        try {
-          payload = encode_result(value);
-        } catch (const PayloadTooLargeError&) {
-          guard.release(); // stored nowhere: a retry may run again
-          throw;
-        } catch (const ResultNotRecordedError& e) {
-          guard.keep_unrecorded(e); // the operation ran: the claim is kept
-        }
-        if (!payload) {
-          guard.release(); // the classifier said: do not record this one
-        } else {
-          guard.commit_encoded(std::move(*payload));
-          return Outcome<R>{std::move(value), false, options_.result_ttl};
-        }
-        return Outcome<R>{std::move(value), false};
-      }
-    }
+    return run<true>(key, fingerprint, fn, std::forward<Args>(args)...);
   }
 
   /// Two-phase form: claims `key`, or returns its recorded result. The caller runs the
@@ -246,12 +163,12 @@ class IdempotencyExecutor {
   ///     a.guard().commit(r);
   template <class T>
   [[nodiscard]] Attempt<S, T> begin(std::string_view key, const Fingerprint& fingerprint = {}) {
-    static_assert(codec::Storable<T>,
-                  "idempotency: the operation's result type cannot be stored. Give it `void "
-                  "to_json(nlohmann::json&, const T&)` and `void from_json(const nlohmann::json&, "
-                  "T&)` in its own namespace (or an nlohmann::adl_serializer<T> specialization); "
-                  "the type is named in the 'required from' lines below");
-    return begin_impl<T>(key, fingerprint, options_.renew_lease);
+    if constexpr (!Storable<T>) {
+      detail::assert_storable<T>();
+      std::terminate(); // not reached: the program does not compile
+    } else {
+      return begin_attempt<T>(key, fingerprint, options_.renew_lease);
+    }
   }
 
   /// Transactional form (stores with `TransactionalStore`): `fn(tx, args...)` does its writes
@@ -273,12 +190,9 @@ class IdempotencyExecutor {
                                       Args&&... args)
       -> Outcome<detail::result_of_t<F&, detail::transaction_t<S, F>&, Args...>> {
     using R = detail::result_of_t<F&, detail::transaction_t<S, F>&, Args...>;
-    static_assert(codec::Storable<R>,
-                  "idempotency: the operation's result type cannot be stored. Give it `void "
-                  "to_json(nlohmann::json&, const T&)` and `void from_json(const nlohmann::json&, "
-                  "T&)` in its own namespace (or an nlohmann::adl_serializer<T> specialization); "
-                  "the type is named in the 'required from' lines below");
-    Attempt<S, R> attempt = begin_impl<R>(key, fingerprint, false);
+    detail::assert_storable<R>();
+    detail::check_classifiable<R>(options_);
+    Attempt<S, R> attempt = begin_attempt<R>(key, fingerprint, false);
     if (attempt.replayed()) return replayed_outcome(attempt);
     OwnerGuard<S, R>& guard = attempt.guard();
     std::optional<std::conditional_t<std::is_void_v<R>, std::monostate, R>> result;
@@ -298,7 +212,7 @@ class IdempotencyExecutor {
             } else {
               result.emplace(std::invoke(fn, tx, std::forward<Args>(args)...));
               stage = Stage::encoding;
-              std::optional<std::string> payload = encode_result(*result);
+              std::optional<std::string> payload = detail::encode_result(*result, options_);
               if (!payload) throw detail::NotRecorded{}; // the classifier: roll back, release
               encoded = std::move(*payload);
             }
@@ -315,7 +229,7 @@ class IdempotencyExecutor {
       }
     } catch (const ResultNotRecordedError& e) {
       if (stage != Stage::encoding) {
-        if (stage == Stage::body) apply_exception_policy(guard, &e);
+        if (stage == Stage::body) detail::apply_exception_policy(options_, guard, &e);
         throw;
       }
       guard.release(); // the transaction rolled back: nothing was written, a retry may run
@@ -326,23 +240,23 @@ class IdempotencyExecutor {
           std::string());
     } catch (const PayloadTooLargeError& e) {
       if (stage == Stage::body) {
-        apply_exception_policy(guard, &e); // the body's own
+        detail::apply_exception_policy(options_, guard, &e); // the body's own
       } else {
         guard.release(); // rolled back, stored nowhere
       }
       throw;
     } catch (const std::exception& e) {
       if (stage == Stage::body) {
-        apply_exception_policy(guard, &e);
+        detail::apply_exception_policy(options_, guard, &e);
       } else { // the store failed outside the body: not the operation's failure
-        release_after_store_failure(guard);
+        detail::release_after_store_failure(guard);
       }
       throw;
     } catch (...) {
       if (stage == Stage::body) {
-        apply_exception_policy(guard, nullptr);
+        detail::apply_exception_policy(options_, guard, nullptr);
       } else {
-        release_after_store_failure(guard);
+        detail::release_after_store_failure(guard);
       }
       throw;
     }
@@ -361,24 +275,105 @@ class IdempotencyExecutor {
  private:
   using clock = std::chrono::steady_clock;
 
+  // `execute` (WithOutcome = false) and `execute_outcome` (true).
+  template <bool WithOutcome, class F, class... Args,
+            class R = detail::operation_result_t<F, Args...>,
+            class Result = std::conditional_t<WithOutcome, Outcome<R>, R>>
+  Result run(std::string_view key, const Fingerprint& fingerprint, F& fn, Args&&... args) {
+    if constexpr (!Storable<R>) {
+      detail::assert_storable<R>();
+      std::terminate(); // not reached: the program does not compile
+    } else {
+      detail::check_classifiable<R>(options_);
+      auto owned = [&](OwnerGuard<S, R>& guard) -> Result {
+        if constexpr (WithOutcome) {
+          return run_owned(guard, fn, std::forward<Args>(args)...);
+        } else {
+          return unwrap(run_owned(guard, fn, std::forward<Args>(args)...));
+        }
+      };
+      return begin_impl<R, Result>(key, fingerprint, options_.renew_lease, owned);
+    }
+  }
+
+  // The operation's run once this call holds the key: record its result (or not).
+  template <class R, class F, class... Args>
+  Outcome<R> run_owned(OwnerGuard<S, R>& guard, F& fn, Args&&... args) {
+    if constexpr (std::is_void_v<R>) {
+      detail::run_guarded(state_.get(), options_, guard, fn, std::forward<Args>(args)...);
+      guard.commit();
+      return Outcome<void>{false, options_.result_ttl};
+    } else {
+      R value = detail::run_guarded(state_.get(), options_, guard, fn, std::forward<Args>(args)...);
+      std::optional<std::string> payload;
+      try {
+        payload = detail::encode_result(value, options_);
+      } catch (const PayloadTooLargeError&) {
+        guard.release(); // stored nowhere: a retry may run again
+        throw;
+      } catch (const ResultNotRecordedError& e) {
+        guard.keep_unrecorded(e); // the operation ran: the claim is kept
+      }
+      if (!payload) {
+        guard.release(); // the classifier said: do not record this one
+      } else {
+        guard.commit_encoded(std::move(*payload));
+        return Outcome<R>{std::move(value), false, options_.result_ttl};
+      }
+      return Outcome<R>{std::move(value), false};
+    }
+  }
+
+  // `begin`: an Attempt holding the replayed value or the guard.
   template <class T>
-  Attempt<S, T> begin_impl(std::string_view key, const Fingerprint& fingerprint, bool renew) {
-    std::string skey = storage_key(key);
-    const std::string& fp = fingerprint.hex();
-    Observer* const obs = options_.observer;
-    const auto started = clock::now();
-    const auto deadline = started + options_.wait_deadline;
-    auto report = [&](Event e) {
-      if (obs != nullptr) detail::notify(*obs, e, skey, started);
-    };
-    auto replay = [&](const std::string& payload,
-                      std::optional<std::chrono::milliseconds> expires_in) -> Attempt<S, T> {
+  Attempt<S, T> begin_attempt(std::string_view key, const Fingerprint& fingerprint, bool renew) {
+    auto owned = [](OwnerGuard<S, T>& guard) { return Attempt<S, T>(std::move(guard)); };
+    return begin_impl<T, Attempt<S, T>>(key, fingerprint, renew, owned);
+  }
+
+  // What a replay returns as `Result` (T, Outcome<T> or Attempt<S, T>), decoded right where
+  // the caller receives it: the value is neither moved nor copied on the way.
+  template <class T, class Result>
+  static Result replayed(const std::string& payload, std::string_view skey,
+                         std::optional<std::chrono::milliseconds> expires_in) {
+    if constexpr (std::is_same_v<Result, Attempt<S, T>>) {
       if constexpr (std::is_void_v<T>) {
         codec::decode<void>(payload, skey);
         return Attempt<S, T>(std::monostate{}, expires_in);
       } else {
         return Attempt<S, T>(codec::decode<T>(payload, skey), expires_in);
       }
+    } else if constexpr (std::is_same_v<Result, Outcome<T>>) {
+      if constexpr (std::is_void_v<T>) {
+        codec::decode<void>(payload, skey);
+        return Outcome<void>{true, expires_in};
+      } else {
+        return Outcome<T>{codec::decode<T>(payload, skey), true, expires_in};
+      }
+    } else {
+      static_assert(std::is_same_v<Result, T>);
+      return codec::decode<T>(payload, skey);
+    }
+  }
+
+  // Claims `key` or finds its record: a recorded value becomes `replayed<T, Result>(…)`, and
+  // when this call holds the key the result is `on_claim(guard)`; a recorded failure, a
+  // mismatch or "in progress" throw. Compiled once per result type and form, not per
+  // operation (`on_claim` is passed by reference, not as a template argument).
+  template <class T, class Result>
+  Result begin_impl(std::string_view key, const Fingerprint& fingerprint, bool renew,
+                    detail::FunctionRef<Result(OwnerGuard<S, T>&)> on_claim) {
+    // Nothing on the way to a replay allocates (the store's answer and the decoded value
+    // aside): the storage key is on the stack, and the clock is read only when needed.
+    const detail::StorageKey scoped_key = scoped(key);
+    const std::string_view skey = scoped_key.view();
+    const std::string& fp = fingerprint.hex();
+    Observer* const obs = options_.observer;
+    const bool wait = options_.in_progress == InProgressPolicy::wait;
+    const auto started = obs != nullptr || wait ? clock::now() : clock::time_point{};
+    const auto deadline = started + options_.wait_deadline;
+    auto report = [&](Event e) {
+      if (obs != nullptr) detail::notify(*obs, e, skey, started);
     };
     auto in_progress = [&](std::chrono::milliseconds retry_after) {
       report(Event::rejected_in_progress);
@@ -388,7 +383,7 @@ class IdempotencyExecutor {
 
     // 1. single-flight: one caller per key and process goes to the store, the others wait
     detail::FlightHandle flight;
-    if (options_.in_progress == InProgressPolicy::wait && running_here(skey)) {
+    if (wait && detail::running_here(state_.get(), skey)) {
       // called from inside this key's own operation: waiting would wait for itself
       report(Event::rejected_in_progress);
       detail::raise<InProgressError>("key '" + std::string(key) +
@@ -397,11 +392,12 @@ class IdempotencyExecutor {
                                          "wait for itself",
                                      options_.lease);
     }
-    if (options_.in_progress == InProgressPolicy::wait) {
+    if (wait) {
+      const std::string flight_key(skey);
       for (;;) {
-        auto joined = state_->flights.join(skey, fp);
+        auto joined = state_->flights.join(flight_key, fp);
         if (joined.leader) {
-          flight = detail::FlightHandle(state_->flights, skey, std::move(joined.flight));
+          flight = detail::FlightHandle(state_->flights, flight_key, std::move(joined.flight));
           break;
         }
         if (!joined.flight) break; // a flight of another request: let the store judge
@@ -414,7 +410,7 @@ class IdempotencyExecutor {
         switch (f.state) {
           case detail::Flight::State::value:
             report(Event::coalesced);
-            return replay(f.payload, std::nullopt);
+            return replayed<T, Result>(f.payload, skey, std::nullopt);
           case detail::Flight::State::failure:
             report(Event::coalesced);
             codec::rethrow_failure(f.payload, skey);
@@ -431,14 +427,15 @@ class IdempotencyExecutor {
     bool waited = false;
     int polls = 0;
     for (;;) {
-      ClaimResult r;
       const auto t0 = obs != nullptr ? clock::now() : clock::time_point{};
-      try {
-        r = store_->claim(skey, fp, options_.lease);
-      } catch (const StoreError&) {
-        if (obs != nullptr) detail::notify(*obs, Event::store_error, skey, t0);
-        throw;
-      }
+      ClaimResult r = [&] { // initialized in place (no move of the store's answer)
+        try {
+          return store_->claim(skey, fp, options_.lease);
+        } catch (const StoreError&) {
+          if (obs != nullptr) detail::notify(*obs, Event::store_error, skey, t0);
+          throw;
+        }
+      }();
       if (r.acquired() && r.token.empty()) {
         // a store that broke its contract: running now could never be recorded
         if (obs != nullptr) detail::notify(*obs, Event::store_error, skey, t0);
@@ -452,11 +449,11 @@ class IdempotencyExecutor {
         if (waited) report(Event::waited);
         const auto now = clock::now();
         flight.set_busy_until(now + options_.lease);
-        OwnerGuard<S, T> guard(*store_, options_, skey, r.token, state_.get(), std::move(flight),
-                               now);
+        OwnerGuard<S, T> guard(*store_, options_, std::string(skey), r.token, state_.get(),
+                               std::move(flight), now);
         if (renew) guard.start_renewal();
         report(Event::claimed);
-        return Attempt<S, T>(std::move(guard));
+        return on_claim(guard);
       }
       if (r.fingerprint != fp) {
         report(Event::mismatch);
@@ -468,21 +465,29 @@ class IdempotencyExecutor {
         case ClaimStatus::completed: {
           if (waited) report(Event::waited);
           report(Event::replayed);
-          Attempt<S, T> a = replay(r.payload, r.remaining);
-          flight.publish(detail::Flight::State::value, std::move(r.payload));
-          return a;
+          if (!flight) return replayed<T, Result>(r.payload, skey, r.remaining);
+          // the waiters of this process get the value once it decoded
+          if constexpr (std::is_void_v<Result>) {
+            replayed<T, Result>(r.payload, skey, r.remaining);
+            flight.publish(detail::Flight::State::value, std::move(r.payload));
+            return;
+          } else {
+            Result result = replayed<T, Result>(r.payload, skey, r.remaining);
+            flight.publish(detail::Flight::State::value, std::move(r.payload));
+            return result;
+          }
         }
         case ClaimStatus::failed:
           if (waited) report(Event::waited);
           report(Event::replayed);
-          flight.publish(detail::Flight::State::failure, r.payload);
+          if (flight) flight.publish(detail::Flight::State::failure, r.payload);
           codec::rethrow_failure(r.payload, skey);
         case ClaimStatus::in_progress: break;
         case ClaimStatus::acquired: break; // handled above
       }
+      if (!wait) in_progress(r.remaining);
       const auto now = clock::now();
-      if (options_.in_progress == InProgressPolicy::reject || now >= deadline)
-        in_progress(r.remaining);
+      if (now >= deadline) in_progress(r.remaining);
       flight.set_busy_until(now + r.remaining);
       waited = true;
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
@@ -499,41 +504,10 @@ class IdempotencyExecutor {
     }
   }
 
-  // The payload to record for `value` (Options::classify_result applied), or nullopt when the
-  // classifier says release. Throws ResultNotRecordedError (cannot be encoded exactly) or
-  // PayloadTooLargeError; the caller decides what becomes of the claim.
-  template <class R>
-  std::optional<std::string> encode_result(const R& value) const {
-    if (!options_.classify_result) return codec::encode(value, options_.max_payload);
-    const nlohmann::json j = codec::to_json_checked(value);
-    OnResult what = OnResult::record;
-    try {
-      what = options_.classify_result(j);
-    } catch (const std::exception& e) { // the operation ran: never a reason to run it again
-      detail::raise<ResultNotRecordedError>(
-          std::string("classify_result threw: ") + e.what() +
-              "; the result was not recorded and the claim is kept until its lease passes",
-          codec::dump_checked(j, options_.max_payload));
-    } catch (...) {
-      detail::raise<ResultNotRecordedError>(
-          "classify_result threw a non-standard exception; the result was not recorded and the "
-          "claim is kept until its lease passes",
-          codec::dump_checked(j, options_.max_payload));
-    }
-    if (what == OnResult::release) return std::nullopt;
-    return codec::dump_checked(j, options_.max_payload);
-  }
-
-  // The store failed around a transaction (before the body ran, or at the commit): the
-  // transaction rolled back or its outcome is unknown. Releasing is safe either way (it is
-  // token-checked in state InProgress: a record that did commit is never deleted); a release
-  // that fails leaves the key to its lease. The store's exception is what the caller gets.
-  template <class R>
-  static void release_after_store_failure(OwnerGuard<S, R>& guard) noexcept {
-    try {
-      guard.release();
-    } catch (...) {
-    }
+  // The storage key of `key` (validated, scope prefix added), on the stack.
+  [[nodiscard]] detail::StorageKey scoped(std::string_view key) const {
+    if (!detail::valid_key(key)) validate_key(key); // throws, saying what is wrong
+    return detail::StorageKey(prefix_, key);
   }
 
   template <class R>
@@ -551,78 +525,6 @@ class IdempotencyExecutor {
       return;
     } else {
       return std::move(o.value);
-    }
-  }
-
-  // The (executor, storage key) pairs whose operation runs on this thread right now, so a
-  // re-entrant call from inside one is refused instead of waiting for itself.
-  struct Running {
-    const void* executor;
-    std::string_view key;
-  };
-  static std::vector<Running>& running_here() {
-    thread_local std::vector<Running> running;
-    return running;
-  }
-  [[nodiscard]] bool running_here(std::string_view skey) const {
-    for (const Running& r : running_here())
-      if (r.executor == state_.get() && r.key == skey) return true;
-    return false;
-  }
-
-  template <class R, class F, class... Args>
-  decltype(auto) run_guarded(OwnerGuard<S, R>& guard, F& fn, Args&&... args) {
-    struct Mark { // pushed while the operation runs (exception-safe)
-      explicit Mark(Running r) { running_here().push_back(r); }
-      Mark(const Mark&) = delete;
-      Mark& operator=(const Mark&) = delete;
-      ~Mark() { running_here().pop_back(); }
-    };
-    const Mark mark(Running{state_.get(), guard.storage_key()});
-    try {
-      if constexpr (detail::StopTokenOperation<F, Args...>) {
-        return std::invoke(fn, guard.stop_token(), std::forward<Args>(args)...);
-      } else {
-        return std::invoke(fn, std::forward<Args>(args)...);
-      }
-    } catch (const std::exception& e) {
-      apply_exception_policy(guard, &e);
-      throw;
-    } catch (...) {
-      apply_exception_policy(guard, nullptr);
-      throw;
-    }
-  }
-
-  // Called inside the handler of the operation's own exception (`e`, or null for one that is
-  // not a std::exception): remember or release as the policy says. If the store fails at
-  // that, the caller gets that `StoreError` with the operation's exception nested in it
-  // (`std::rethrow_if_nested`), never just the operation's exception: the key is then left
-  // to its lease.
-  template <class R>
-  void apply_exception_policy(OwnerGuard<S, R>& guard, const std::exception* e) {
-    if (!guard.holding()) return;
-    const std::exception_ptr original = std::current_exception();
-    const OnException what = e == nullptr        ? OnException::release
-                             : options_.classify ? options_.classify(*e)
-                                                 : options_.on_exception;
-    try {
-      if (what == OnException::remember) {
-        guard.fail(codec::exception_kind(*e), e->what());
-      } else {
-        guard.release();
-      }
-    } catch (const StoreError& failed) {
-      StoreError outer(failed.store(), failed.operation(),
-                       failed.cause() +
-                           " (after the operation threw; its exception is nested, and the key "
-                           "stays in progress until its lease passes)");
-      try {
-        std::rethrow_exception(original);
-      } catch (...) {
-        std::throw_with_nested(outer);
-      }
-    } catch (...) { // lease lost while remembering: the operation's exception matters more
     }
   }
 

@@ -2,16 +2,15 @@
 // Copyright (c) 2026 The idempotency authors
 #pragma once
 
-#include <idempotency/detail/jcs.hpp>
+#include <idempotency/detail/json_hook.hpp>
 #include <idempotency/errors.hpp>
-
-#include <nlohmann/json.hpp>
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace idempotency {
 
@@ -149,8 +148,11 @@ class Fingerprint {
   /// `{"amount":100.0}` and `{"amount":1e2}`. Beyond 2^53 two different integers can be the
   /// same double and so share a fingerprint: use `of_bytes` on the raw body where that
   /// matters. Throws `InvalidFingerprintError` for NaN, infinity or invalid UTF-8.
-  [[nodiscard]] static Fingerprint of(const nlohmann::json& body) {
-    return of_bytes(canonical_json(body));
+  /// `body` is a `nlohmann::json` (anything that converts to one): this needs
+  /// <idempotency/json_codec.hpp>, which the umbrella header includes.
+  template <class D = void, class Json = typename detail::json_hook<D>::json>
+  [[nodiscard]] static Fingerprint of(const std::type_identity_t<Json>& body) {
+    return of_bytes(canonical_json<D>(body));
   }
 
   /// SHA-256 of raw bytes (an HTTP body, a protobuf, …).
@@ -161,13 +163,28 @@ class Fingerprint {
   }
 
   /// The canonical text `of(body)` hashes (RFC 8785). Throws `InvalidFingerprintError`.
-  [[nodiscard]] static std::string canonical_json(const nlohmann::json& body) {
-    try {
-      return detail::jcs::serialize(body);
-    } catch (const detail::jcs::Unrepresentable& e) {
-      detail::raise<InvalidFingerprintError>(
-          std::string("the request body has no canonical JSON form (RFC 8785): ") + e.what());
-    }
+  template <class D = void, class Json = typename detail::json_hook<D>::json>
+  [[nodiscard]] static std::string canonical_json(const std::type_identity_t<Json>& body) {
+    return detail::json_hook<D>::canonical(body);
+  }
+
+  // Without <idempotency/json_codec.hpp>: one readable error instead of "no match".
+  template <class Body>
+    requires(!detail::JsonHookReady<Body>)
+  static Fingerprint of(const Body&) {
+    static_assert(detail::dependent_false<Body>,
+                  "idempotency: Fingerprint::of(json) needs <idempotency/json_codec.hpp> (or "
+                  "the umbrella <idempotency/idempotency.hpp>); Fingerprint::of_bytes needs "
+                  "nothing");
+    return {};
+  }
+  template <class Body>
+    requires(!detail::JsonHookReady<Body>)
+  static std::string canonical_json(const Body&) {
+    static_assert(detail::dependent_false<Body>,
+                  "idempotency: Fingerprint::canonical_json needs <idempotency/json_codec.hpp> "
+                  "(or the umbrella <idempotency/idempotency.hpp>)");
+    return {};
   }
 
   [[nodiscard]] bool empty() const noexcept { return hex_.empty(); }

@@ -37,35 +37,40 @@ constexpr std::string_view to_string(OnException p) noexcept {
 
 template <>
 struct fmt::formatter<idempotency::errc> : fmt::formatter<std::string_view> {
-  auto format(idempotency::errc v, format_context& ctx) const {
+  template <class FormatContext>
+  auto format(idempotency::errc v, FormatContext& ctx) const {
     return fmt::formatter<std::string_view>::format(idempotency::to_string(v), ctx);
   }
 };
 
 template <>
 struct fmt::formatter<idempotency::ClaimStatus> : fmt::formatter<std::string_view> {
-  auto format(idempotency::ClaimStatus v, format_context& ctx) const {
+  template <class FormatContext>
+  auto format(idempotency::ClaimStatus v, FormatContext& ctx) const {
     return fmt::formatter<std::string_view>::format(idempotency::to_string(v), ctx);
   }
 };
 
 template <>
 struct fmt::formatter<idempotency::InProgressPolicy> : fmt::formatter<std::string_view> {
-  auto format(idempotency::InProgressPolicy v, format_context& ctx) const {
+  template <class FormatContext>
+  auto format(idempotency::InProgressPolicy v, FormatContext& ctx) const {
     return fmt::formatter<std::string_view>::format(idempotency::to_string(v), ctx);
   }
 };
 
 template <>
 struct fmt::formatter<idempotency::OnException> : fmt::formatter<std::string_view> {
-  auto format(idempotency::OnException v, format_context& ctx) const {
+  template <class FormatContext>
+  auto format(idempotency::OnException v, FormatContext& ctx) const {
     return fmt::formatter<std::string_view>::format(idempotency::to_string(v), ctx);
   }
 };
 
 template <>
 struct fmt::formatter<idempotency::Token> : fmt::formatter<std::string_view> {
-  auto format(const idempotency::Token& t, format_context& ctx) const {
+  template <class FormatContext>
+  auto format(const idempotency::Token& t, FormatContext& ctx) const {
     return fmt::formatter<std::string_view>::format(t.to_hex(), ctx);
   }
 };
@@ -74,7 +79,8 @@ struct fmt::formatter<idempotency::Token> : fmt::formatter<std::string_view> {
 template <>
 struct fmt::formatter<idempotency::ClaimResult> {
   constexpr auto parse(format_parse_context& ctx) { return ctx.begin(); }
-  auto format(const idempotency::ClaimResult& r, format_context& ctx) const {
+  template <class FormatContext>
+  auto format(const idempotency::ClaimResult& r, FormatContext& ctx) const {
     if (r.acquired())
       return fmt::format_to(ctx.out(), "{{acquired, token={}{}}}", r.token,
                             r.took_over ? ", took_over" : "");

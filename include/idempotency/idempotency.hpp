@@ -3,9 +3,9 @@
 #pragma once
 
 // The umbrella header: the executor, the Store concept, the in-memory store, errors,
-// formatters, the observer and the retry helper. Store adapters over a client library have
-// headers of their own under idempotency/stores/ (sqlite_store.hpp, redis_store.hpp,
-// postgres_store.hpp).
+// formatters, the observer, the retry helper and the JSON codec (nlohmann_json). Store adapters
+// over a client library have headers of their own under idempotency/stores/ (sqlite_store.hpp,
+// redis_store.hpp, postgres_store.hpp).
 
 #include <idempotency/attempt.hpp>
 #include <idempotency/codec.hpp>
@@ -13,6 +13,7 @@
 #include <idempotency/executor.hpp>
 #include <idempotency/fingerprint.hpp>
 #include <idempotency/format.hpp>
+#include <idempotency/json_codec.hpp>
 #include <idempotency/key.hpp>
 #include <idempotency/observer.hpp>
 #include <idempotency/options.hpp>

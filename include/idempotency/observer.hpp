@@ -2,16 +2,15 @@
 // Copyright (c) 2026 The idempotency authors
 #pragma once
 
-#include <fmt/format.h>
-
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <iterator>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 namespace idempotency {
 
@@ -114,6 +113,36 @@ class CountersObserver final : public Observer {
   std::array<std::atomic<std::uint64_t>, event_count> nanos_{};
 };
 
+namespace detail {
+inline void append_number(std::string& out, std::uint64_t v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+/// `v` as fmt's `{}` writes a double: the shortest text that reads back as `v`, in
+/// scientific notation when its decimal exponent is below -4 or at least 16, else fixed
+/// (no trailing `.0`); the exponent with a sign and at least two digits (`1e-05`, `1e+16`).
+inline void append_number(std::string& out, double v) {
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+  const std::string_view sci(buf, static_cast<std::size_t>(r.ptr - buf));
+  const auto e = sci.find('e');
+  int exponent = 0;
+  if (e != std::string_view::npos) {
+    const char* first = sci.data() + e + 1;
+    if (*first == '+') ++first;
+    std::from_chars(first, sci.data() + sci.size(), exponent);
+  }
+  if (e == std::string_view::npos || exponent < -4 || exponent >= 16) { // also inf, nan
+    out += sci;
+    return;
+  }
+  r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+  out.append(buf, r.ptr);
+}
+} // namespace detail
+
 /// Renders `counters` in the Prometheus text exposition format (version 0.0.4): two counter
 /// families, `<prefix>_events_total{event="…"}` and `<prefix>_event_seconds_total{event="…"}`,
 /// each with its `# HELP` and `# TYPE` lines, one sample per event.
@@ -128,12 +157,27 @@ class CountersObserver final : public Observer {
                                                    std::string_view prefix = "idempotency") {
   std::string out;
   auto family = [&](std::string_view name, std::string_view help, auto&& value) {
-    fmt::format_to(std::back_inserter(out), "# HELP {}_{} {}\n# TYPE {}_{} counter\n", prefix, name,
-                   help, prefix, name);
+    const auto head = [&](std::string_view what, std::string_view text) {
+      out += what;
+      out += prefix;
+      out += '_';
+      out += name;
+      out += ' ';
+      out += text;
+      out += '\n';
+    };
+    head("# HELP ", help);
+    head("# TYPE ", "counter");
     for (std::size_t i = 0; i < event_count; ++i) {
       const auto e = static_cast<Event>(i);
-      fmt::format_to(std::back_inserter(out), "{}_{}{{event=\"{}\"}} {}\n", prefix, name,
-                     to_string(e), value(e));
+      out += prefix;
+      out += '_';
+      out += name;
+      out += "{event=\"";
+      out += to_string(e);
+      out += "\"} ";
+      detail::append_number(out, value(e));
+      out += '\n';
     }
   };
   family("events_total", "State changes of idempotency keys, by event.",

@@ -4,11 +4,10 @@
 // The executor's options and policy types, and what a call returns (`Outcome`).
 
 #include <idempotency/codec.hpp>
+#include <idempotency/detail/json_hook.hpp>
 #include <idempotency/errors.hpp>
 #include <idempotency/key.hpp>
 #include <idempotency/observer.hpp>
-
-#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -39,6 +38,55 @@ enum class OnException : std::uint8_t {
 enum class OnResult : std::uint8_t {
   record,  ///< store it as the key's result: every retry replays it (e.g. an HTTP 4xx response)
   release, ///< return it to this caller only and release the claim: a retry runs again (5xx)
+};
+
+/// `Options::classify_result`: a function of the returned value's JSON, as it would be
+/// stored, answering `OnResult`. Set it from any callable taking `const nlohmann::json&`
+/// (`[](const nlohmann::json& response) { ... }`, a generic lambda, a `std::function`);
+/// that needs <idempotency/json_codec.hpp> (the umbrella header includes it), while this
+/// header needs no JSON library. It applies to results stored by the JSON codec only: with a
+/// classifier set, `execute` of a result type with a `Codec<T>` of its own throws
+/// `InvalidOptionsError` before anything is claimed or run.
+class ResultClassifier {
+ public:
+  ResultClassifier() noexcept = default;
+  ResultClassifier(std::nullptr_t) noexcept {} // NOLINT(google-explicit-constructor)
+
+  /// Any callable as `OnResult(const nlohmann::json&)`; it is copied (it must be copyable).
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, ResultClassifier> &&
+             !std::is_same_v<std::remove_cvref_t<F>, std::nullptr_t>)
+  ResultClassifier(F&& fn) { // NOLINT(google-explicit-constructor): `.classify_result = lambda`
+    if constexpr (!detail::JsonHookReady<F>) {
+      static_assert(detail::dependent_false<F>,
+                    "idempotency: Options::classify_result sees results as JSON; include "
+                    "<idempotency/json_codec.hpp> (or the umbrella <idempotency/idempotency.hpp>)");
+    } else {
+      using Json = typename detail::json_hook<F>::json;
+      using Fn = std::decay_t<F>;
+      static_assert(std::is_invocable_r_v<OnResult, Fn&, const Json&>,
+                    "idempotency: Options::classify_result must be callable as "
+                    "`OnResult(const nlohmann::json&)`");
+      fn_ = [f = Fn(std::forward<F>(fn))](const void* j) mutable -> OnResult {
+        return std::invoke(f, *static_cast<const Json*>(j));
+      };
+    }
+  }
+
+  /// False when no classifier is set (every value is recorded).
+  explicit operator bool() const noexcept { return static_cast<bool>(fn_); }
+
+  /// Asks the classifier about `json` (a `nlohmann::json`). Throws `std::bad_function_call`
+  /// when none is set, and whatever the classifier throws.
+  template <class Json>
+  OnResult operator()(const Json& json) const {
+    static_assert(std::is_same_v<Json, typename detail::json_hook<Json>::json>,
+                  "idempotency: a ResultClassifier is called with a nlohmann::json");
+    return fn_(static_cast<const void*>(&json));
+  }
+
+ private:
+  std::function<OnResult(const void*)> fn_{};
 };
 
 /// How `complete` is retried when the store throws `StoreError` after the operation succeeded.
@@ -75,8 +123,10 @@ struct Options {
   /// executor). An operation taking a `std::stop_token` first is told when the lease is lost.
   bool renew_lease = false;
   /// Per returned value: `record` it (the default when unset) or `release` the key. It sees
-  /// the value as it would be stored (its JSON), so one classifier serves every result type.
-  std::function<OnResult(const nlohmann::json&)> classify_result{};
+  /// the value as it would be stored (its JSON), so one classifier serves every result type
+  /// stored as JSON; a result type with a `Codec<T>` of its own cannot be classified
+  /// (`InvalidOptionsError` at the call, before anything is claimed). See `ResultClassifier`.
+  ResultClassifier classify_result{};
   /// How `complete` is retried when the store fails after the operation succeeded.
   CompletionRetry completion_retry{};
   /// Told of every state change; null (the default) costs nothing. Must outlive the executor.

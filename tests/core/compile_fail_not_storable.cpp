@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Copyright (c) 2026 The idempotency authors
-// Must NOT compile: the result type has no to_json / from_json. The test passes when the
-// compiler's output names the fix (one static_assert, not a page of nlohmann errors).
+// Must NOT compile: the result type has no codec (no Codec<T>, no to_json / from_json). The
+// test passes when the compiler's output names both fixes (one static_assert, not a page of
+// template errors).
 #include <idempotency/executor.hpp>
 #include <idempotency/stores/in_memory_store.hpp>
 

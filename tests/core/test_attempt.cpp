@@ -6,6 +6,7 @@
 #include <idempotency/attempt.hpp>
 
 #include <idempotency/executor.hpp>
+#include <idempotency/json_codec.hpp>
 #include <idempotency/observer.hpp>
 #include <idempotency/stores/in_memory_store.hpp>
 #include <idempotency/testing/fault_injecting_store.hpp>

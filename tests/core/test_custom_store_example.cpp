@@ -4,6 +4,7 @@
 #include "../../examples/custom_store.hpp"
 
 #include <idempotency/executor.hpp>
+#include <idempotency/json_codec.hpp>
 #include <idempotency/testing/conformance.hpp>
 #include <idempotency/testing/manual_clock.hpp>
 

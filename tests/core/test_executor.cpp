@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Copyright (c) 2026 The idempotency authors
 #include <idempotency/executor.hpp>
+#include <idempotency/json_codec.hpp>
 
 #include <idempotency/stores/in_memory_store.hpp>
 #include <idempotency/testing/fault_injecting_store.hpp>
@@ -546,4 +547,35 @@ TEST_CASE("forget: an operator makes one key run again", "[executor]") {
   CHECK(exec.forget("order-1"));
   CHECK(exec.execute("order-1", [] { return 3; }) == 3);
   CHECK_FALSE(exec.forget("never-used"));
+}
+
+TEST_CASE("the executor's fast key check agrees with validate_key on every byte and length",
+          "[executor][keys]") {
+  const auto valid = [](const std::string& k) {
+    try {
+      validate_key(k);
+      return true;
+    } catch (const InvalidKeyError&) {
+      return false;
+    }
+  };
+  std::size_t disagreements = 0;
+  for (const std::size_t n :
+       {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{8}, std::size_t{9},
+        std::size_t{15}, std::size_t{16}, std::size_t{17}, std::size_t{24}, std::size_t{254},
+        std::size_t{255}, std::size_t{256}}) {
+    const std::string base(n, 'k');
+    if (detail::valid_key(base) != valid(base)) ++disagreements;
+    std::vector<std::size_t> positions;
+    for (std::size_t at = 0; at < n; at += (n > 32 ? 37 : 1)) positions.push_back(at);
+    for (std::size_t back = 1; back <= 9 && back <= n; ++back) positions.push_back(n - back);
+    for (const std::size_t at : positions) {
+      for (int b = 0; b < 256; ++b) {
+        std::string k = base;
+        k[at] = static_cast<char>(b);
+        if (detail::valid_key(k) != valid(k)) ++disagreements;
+      }
+    }
+  }
+  CHECK(disagreements == 0);
 }

@@ -2,6 +2,8 @@
 // Copyright (c) 2026 The idempotency authors
 #include <idempotency/fingerprint.hpp>
 
+#include <idempotency/json_codec.hpp> // Fingerprint::of(json)
+
 #include "support/catch.hpp"
 
 #include <cstdint>

@@ -3,19 +3,28 @@
 #include <idempotency/observer.hpp>
 
 #include <idempotency/executor.hpp>
+#include <idempotency/json_codec.hpp>
 #include <idempotency/stores/in_memory_store.hpp>
 #include <idempotency/testing/manual_clock.hpp>
 
 #include "support/catch.hpp"
 #include "support/counting_store.hpp"
 
+#include <fmt/format.h> // only to compare with: observer.hpp needs no fmt
+
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <iterator>
 #include <mutex>
+#include <random>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -187,6 +196,62 @@ TEST_CASE("CountersObserver counts events and renders the Prometheus text format
   CHECK(samples == static_cast<int>(2 * event_count));
   CHECK(render_prometheus(counters, "shop_idem")
             .find("shop_idem_events_total{event=\"claimed\"} 2") != std::string::npos);
+}
+
+TEST_CASE("the Prometheus text is what fmt wrote, byte for byte", "[observer][prometheus]") {
+  // render_prometheus used fmt::format_to; observer.hpp no longer needs fmt. Every number it
+  // writes must read as fmt's "{}" wrote it: counts, and seconds (shortest round-trip text).
+  std::vector<double> values = {0.0,     1.0,      1.5,  0.1,   1e-4,   1e-5,
+                                1.25e-5, 123.0,    1e15, 1e16,  1.5e16, 9.99e15,
+                                2.5e-7,  0.000123, 1e21, 1e100, 5e-324, 1.7976931348623157e308};
+  std::mt19937_64 rng(16);
+  for (int i = 0; i < 20000; ++i) {
+    const std::uint64_t nanos = rng() >> (rng() % 64);
+    values.push_back(std::chrono::duration<double>(
+                         std::chrono::nanoseconds(static_cast<std::int64_t>(nanos >> 1)))
+                         .count());
+    std::uint64_t bits = rng();
+    double d = 0;
+    std::memcpy(&d, &bits, sizeof d);
+    if (std::isfinite(d)) values.push_back(std::fabs(d));
+  }
+  std::size_t differ = 0;
+  for (const double v : values) {
+    std::string ours;
+    detail::append_number(ours, v);
+    if (ours != fmt::format("{}", v) && ++differ <= 5) CHECK(ours == fmt::format("{}", v));
+  }
+  CHECK(differ == 0);
+  for (const std::uint64_t v :
+       {std::uint64_t{0}, std::uint64_t{7}, std::uint64_t{1} << 63, ~std::uint64_t{0}}) {
+    std::string ours;
+    detail::append_number(ours, v);
+    CHECK(ours == fmt::format("{}", v));
+  }
+  // and a whole rendering against the one fmt produced
+  CountersObserver counters;
+  counters.on_event({Event::claimed, "k", std::chrono::nanoseconds(1234567)});
+  counters.on_event({Event::replayed, "k", std::chrono::nanoseconds(5)});
+  counters.on_event({Event::completed, "k", std::chrono::seconds(3)});
+  std::string expected;
+  for (const std::string_view family : {"events_total", "event_seconds_total"}) {
+    const bool seconds = family == "event_seconds_total";
+    fmt::format_to(std::back_inserter(expected), "# HELP {}_{} {}\n# TYPE {}_{} counter\n", "p",
+                   family,
+                   seconds ? "Time taken by the state changes, by event, in seconds."
+                           : "State changes of idempotency keys, by event.",
+                   "p", family);
+    for (std::size_t i = 0; i < event_count; ++i) {
+      const auto e = static_cast<Event>(i);
+      if (seconds)
+        fmt::format_to(std::back_inserter(expected), "{}_{}{{event=\"{}\"}} {}\n", "p", family,
+                       to_string(e), std::chrono::duration<double>(counters.total_time(e)).count());
+      else
+        fmt::format_to(std::back_inserter(expected), "{}_{}{{event=\"{}\"}} {}\n", "p", family,
+                       to_string(e), counters.count(e));
+    }
+  }
+  CHECK(render_prometheus(counters, "p") == expected);
 }
 
 TEST_CASE("event names are stable", "[observer]") {

@@ -3,6 +3,7 @@
 #include <idempotency/options.hpp>
 
 #include <idempotency/executor.hpp>
+#include <idempotency/json_codec.hpp>
 #include <idempotency/stores/in_memory_store.hpp>
 
 #include "support/catch.hpp"

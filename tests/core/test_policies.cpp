@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Copyright (c) 2026 The idempotency authors
 #include <idempotency/executor.hpp>
+#include <idempotency/json_codec.hpp>
 
 #include <idempotency/observer.hpp>
 #include <idempotency/stores/in_memory_store.hpp>
@@ -11,9 +12,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -452,6 +455,80 @@ TEST_CASE("a value classifier: 5xx releases (the retry runs again), 4xx is recor
   CHECK(c.value.status == 402);
   CHECK(c.replayed);
   CHECK(runs == 2);
+}
+
+namespace {
+// A result with a codec of its own (not JSON): a classifier cannot see it.
+struct Blob {
+  std::string bytes;
+};
+} // namespace
+
+template <>
+struct idempotency::Codec<Blob> {
+  static std::string encode(const Blob& b) { return b.bytes; }
+  static Blob decode(std::string_view s) { return {std::string(s)}; }
+};
+
+TEST_CASE("classify_result takes any callable of a nlohmann::json, and can be unset",
+          "[policies][classify]") {
+  Options o;
+  CHECK_FALSE(o.classify_result);
+  o.classify_result = [](const auto& j) { // a generic lambda
+    return j.is_number() ? OnResult::release : OnResult::record;
+  };
+  REQUIRE(o.classify_result);
+  CHECK(o.classify_result(nlohmann::json(5)) == OnResult::release);
+  CHECK(o.classify_result(nlohmann::json("x")) == OnResult::record);
+  const std::function<OnResult(const nlohmann::json&)> f = [](const nlohmann::json&) {
+    return OnResult::release;
+  };
+  o.classify_result = f;
+  CHECK(o.classify_result(nlohmann::json::object()) == OnResult::release);
+  int calls = 0; // a mutable, stateful callable, copied with the options
+  o.classify_result = [calls](const nlohmann::json&) mutable {
+    return ++calls > 1 ? OnResult::release : OnResult::record;
+  };
+  const Options copy = o;
+  CHECK(copy.classify_result(nlohmann::json()) == OnResult::record);
+  CHECK(copy.classify_result(nlohmann::json()) == OnResult::release);
+  o.classify_result = nullptr;
+  CHECK_FALSE(o.classify_result);
+  CHECK_THROWS_AS(o.classify_result(nlohmann::json()), std::bad_function_call);
+}
+
+TEST_CASE("classify_result with a result of its own codec: InvalidOptionsError, nothing run",
+          "[policies][classify]") {
+  InMemoryStore store;
+  IdempotencyExecutor exec{
+      store, {.classify_result = [](const nlohmann::json&) { return OnResult::record; }}};
+  int runs = 0;
+  const auto op = [&] {
+    ++runs;
+    return Blob{"b"};
+  };
+  try {
+    (void)exec.execute("k", op);
+    FAIL("ran");
+  } catch (const InvalidOptionsError& e) {
+    const std::string what = e.what();
+    CHECK(what.find("classify_result is set, but the result type ") != std::string::npos);
+    CHECK(what.find("Blob is not stored as JSON") != std::string::npos);
+  }
+  CHECK_THROWS_AS(exec.execute_outcome("k", op), InvalidOptionsError);
+  CHECK(runs == 0);
+  CHECK(store.claim("k", "", 1s).acquired()); // nothing was claimed
+  // JSON results and void operations on the same executor are fine
+  CHECK(exec.execute("j", [] { return 1; }) == 1);
+  CHECK_NOTHROW(exec.execute("v", [] {}));
+  // the two-phase form records what it is given: no classifier there, no error
+  auto a = exec.begin<Blob>("b");
+  a.guard().commit(Blob{"x"});
+  CHECK(exec.begin<Blob>("b").value().bytes == "x");
+  // without a classifier the custom codec is used as usual
+  IdempotencyExecutor plain{store};
+  CHECK(plain.execute("k2", op).bytes == "b");
+  CHECK(runs == 1);
 }
 
 TEST_CASE("result not recorded: completion is retried and succeeds when the store recovers",

@@ -3,6 +3,7 @@
 #include <idempotency/retry.hpp>
 
 #include <idempotency/executor.hpp>
+#include <idempotency/json_codec.hpp>
 #include <idempotency/stores/in_memory_store.hpp>
 #include <idempotency/testing/manual_clock.hpp>
 

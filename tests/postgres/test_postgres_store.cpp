@@ -634,6 +634,7 @@ TEST_CASE("purge_expired deletes expired rows in batches and keeps live ones",
 
 #if __has_include(<idempotency/executor.hpp>)
 #include <idempotency/executor.hpp>
+#include <idempotency/json_codec.hpp>
 
 TEST_CASE("through IdempotencyExecutor: execute and execute_in_transaction",
           "[postgres][executor]") {

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   const auto flush = [&] {
     ++number;
     bool namespace_scope = false;
+    bool global_scope = false;
     std::ostringstream code;
     for (const auto& l : block) {
       if (l.rfind("#include", 0) == 0) {
@@ -42,7 +43,17 @@ int main(int argc, char** argv) {
       if (l.find("main(") != std::string::npos || l.rfind("struct ", 0) == 0 ||
           l.rfind("IDEMPOTENCY_", 0) == 0 || l.rfind("void ", 0) == 0)
         namespace_scope = true;
+      // an explicit specialization (`template <> struct idempotency::Codec<T>`) must be in a
+      // namespace enclosing the template's: such a block stays at global scope
+      if (l.rfind("template <>", 0) == 0) global_scope = true;
       code << l << "\n";
+    }
+    if (global_scope) {
+      bodies << "// README.md block " << number << " (line " << opened_at << "), global scope\n"
+             << "#line " << opened_at + 1 << " \"README.md\"\n"
+             << code.str() << "\n";
+      block.clear();
+      return;
     }
     bodies << "// README.md block " << number << " (line " << opened_at << ")\n"
            << "namespace readme_block_" << number << " {\n";

@@ -36,6 +36,7 @@
 
 #if __has_include(<idempotency/executor.hpp>)
 #include <idempotency/executor.hpp>
+#include <idempotency/json_codec.hpp>
 #define IDEMPOTENCY_TEST_HAVE_EXECUTOR 1
 #endif
 

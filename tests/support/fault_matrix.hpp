@@ -20,6 +20,7 @@
 
 #include <idempotency/errors.hpp>
 #include <idempotency/executor.hpp>
+#include <idempotency/json_codec.hpp>
 #include <idempotency/store.hpp>
 
 #include "support/catch.hpp"

@@ -32,9 +32,12 @@ struct Unrepresentable : std::runtime_error {
 };
 
 /// Decodes UTF-8 into UTF-16 code units (for sorting); throws on invalid UTF-8 (overlong
-/// forms, surrogates, code points past U+10FFFF, truncated sequences).
-inline std::u16string utf16(std::string_view s) {
-  std::u16string out;
+/// forms, surrogates, code points past U+10FFFF, truncated sequences). (The functions over
+/// JSON values and UTF-16 strings are templates so that a TU that never fingerprints a JSON
+/// body does not compile them.)
+template <class U16 = std::u16string>
+U16 utf16(std::string_view s) {
+  U16 out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size();) {
     const auto b0 = static_cast<unsigned char>(s[i]);
@@ -153,17 +156,18 @@ inline void write_number(double d, std::string& out) {
   }
 }
 
-inline void write(const nlohmann::json& j, std::string& out) {
-  using t = nlohmann::json::value_t;
+template <class Json>
+void write(const Json& j, std::string& out) {
+  using t = typename Json::value_t;
   switch (j.type()) {
     case t::null: out += "null"; return;
-    case t::boolean: out += j.get<bool>() ? "true" : "false"; return;
+    case t::boolean: out += j.template get<bool>() ? "true" : "false"; return;
     case t::number_integer:
     case t::number_unsigned:
-    case t::number_float: write_number(j.get<double>(), out); return;
+    case t::number_float: write_number(j.template get<double>(), out); return;
     case t::string: {
-      const auto& s = j.get_ref<const std::string&>();
-      (void)utf16(s); // validates
+      const auto& s = j.template get_ref<const std::string&>();
+      (void)utf16<>(s); // validates
       write_string(s, out);
       return;
     }
@@ -179,9 +183,9 @@ inline void write(const nlohmann::json& j, std::string& out) {
       return;
     }
     case t::object: {
-      std::vector<std::pair<std::u16string, nlohmann::json::const_iterator>> members;
+      std::vector<std::pair<std::u16string, typename Json::const_iterator>> members;
       members.reserve(j.size());
-      for (auto it = j.cbegin(); it != j.cend(); ++it) members.emplace_back(utf16(it.key()), it);
+      for (auto it = j.cbegin(); it != j.cend(); ++it) members.emplace_back(utf16<>(it.key()), it);
       std::sort(members.begin(), members.end(),
                 [](const auto& a, const auto& b) { return a.first < b.first; });
       out += '{';
@@ -201,8 +205,9 @@ inline void write(const nlohmann::json& j, std::string& out) {
   }
 }
 
-/// The RFC 8785 canonical text of `j`; throws `Unrepresentable`.
-[[nodiscard]] inline std::string serialize(const nlohmann::json& j) {
+/// The RFC 8785 canonical text of `j` (a `nlohmann::json`); throws `Unrepresentable`.
+template <class Json>
+[[nodiscard]] std::string serialize(const Json& j) {
   std::string out;
   write(j, out);
   return out;

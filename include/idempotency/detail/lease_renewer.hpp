@@ -40,13 +40,15 @@ struct LeaseEntry {
   bool running = false; // a thread is inside renew() for it
 };
 
-class LeaseRenewer {
+/// (A template only so that its members are compiled where they are used.)
+template <class Unused = void>
+class BasicLeaseRenewer {
  public:
-  LeaseRenewer() = default;
-  LeaseRenewer(const LeaseRenewer&) = delete;
-  LeaseRenewer& operator=(const LeaseRenewer&) = delete;
+  BasicLeaseRenewer() = default;
+  BasicLeaseRenewer(const BasicLeaseRenewer&) = delete;
+  BasicLeaseRenewer& operator=(const BasicLeaseRenewer&) = delete;
 
-  ~LeaseRenewer() {
+  ~BasicLeaseRenewer() {
     std::vector<std::thread> threads;
     {
       std::lock_guard lock(mutex_);
@@ -164,5 +166,7 @@ class LeaseRenewer {
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
+
+using LeaseRenewer = BasicLeaseRenewer<>;
 
 } // namespace idempotency::detail

@@ -38,7 +38,10 @@ struct Flight {
   std::condition_variable cv{};
 };
 
-class FlightTable {
+/// (Templates only so that their members are compiled where they are used: a TU that never
+/// runs an executor pays nothing for them.)
+template <class Unused = void>
+class BasicFlightTable {
  public:
   struct Joined {
     std::shared_ptr<Flight> flight{}; ///< empty: a flight of another fingerprint exists
@@ -104,16 +107,19 @@ class FlightTable {
   std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;
 };
 
+using FlightTable = BasicFlightTable<>;
+
 /// The leader's side of a flight. Destroyed (or moved-from and destroyed) without an
 /// outcome, it publishes `retry`, so waiters never hang on a leader that gave up.
-class FlightHandle {
+template <class Unused = void>
+class BasicFlightHandle {
  public:
-  FlightHandle() = default;
-  FlightHandle(FlightTable& table, std::string key, std::shared_ptr<Flight> flight)
+  BasicFlightHandle() = default;
+  BasicFlightHandle(FlightTable& table, std::string key, std::shared_ptr<Flight> flight)
       : table_(&table), key_(std::move(key)), flight_(std::move(flight)) {}
-  FlightHandle(FlightHandle&& other) noexcept
+  BasicFlightHandle(BasicFlightHandle&& other) noexcept
       : table_(other.table_), key_(std::move(other.key_)), flight_(std::move(other.flight_)) {}
-  FlightHandle& operator=(FlightHandle&& other) noexcept {
+  BasicFlightHandle& operator=(BasicFlightHandle&& other) noexcept {
     if (this != &other) {
       publish(Flight::State::retry);
       table_ = other.table_;
@@ -122,9 +128,11 @@ class FlightHandle {
     }
     return *this;
   }
-  FlightHandle(const FlightHandle&) = delete;
-  FlightHandle& operator=(const FlightHandle&) = delete;
-  ~FlightHandle() { publish(Flight::State::retry); }
+  BasicFlightHandle(const BasicFlightHandle&) = delete;
+  BasicFlightHandle& operator=(const BasicFlightHandle&) = delete;
+  ~BasicFlightHandle() {
+    if (flight_) publish(Flight::State::retry);
+  }
 
   void publish(Flight::State state, std::string payload = {},
                std::exception_ptr error = {}) noexcept {
@@ -140,10 +148,15 @@ class FlightHandle {
     if (flight_) table_->set_busy_until(*flight_, t);
   }
 
+  /// True while this handle leads a flight that has no outcome yet.
+  explicit operator bool() const noexcept { return static_cast<bool>(flight_); }
+
  private:
   FlightTable* table_ = nullptr;
   std::string key_{};
   std::shared_ptr<Flight> flight_{};
 };
+
+using FlightHandle = BasicFlightHandle<>;
 
 } // namespace idempotency::detail
