@@ -2,6 +2,8 @@
 // Copyright (c) 2026 The idempotency authors
 #pragma once
 
+#include <idempotency/detail/random.hpp>
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -10,7 +12,6 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 
@@ -80,17 +81,18 @@ struct Token {
     return t;
   }
 
-  /// A fresh random token (never all-zero). Each thread has its own generator, seeded from
-  /// `std::random_device`, so no lock is taken. A child process made by `fork()` reseeds
-  /// before its first token (a generator copied from the parent would repeat its tokens).
+  /// A fresh random token (never all-zero). Each thread has its own generator (xoshiro256**,
+  /// `detail/random.hpp`), seeded from the OS, so no lock is taken. A child process made by
+  /// `fork()` reseeds before its first token (a generator copied from the parent would repeat its
+  /// tokens).
   [[nodiscard]] static Token random() {
     struct Generator {
-      std::mt19937_64 engine{};
+      detail::Xoshiro256 engine{};
       std::uint64_t generation = 0;
     };
-    thread_local Generator gen{seeded(), detail::fork_generation()};
+    thread_local Generator gen{detail::Xoshiro256{}, detail::fork_generation()};
     if (const std::uint64_t now = detail::fork_generation(); gen.generation != now) {
-      gen.engine = seeded();
+      gen.engine.reseed();
       gen.generation = now;
     }
     Token t;
@@ -99,13 +101,6 @@ struct Token {
       t.lo = gen.engine();
     } while (t.empty());
     return t;
-  }
-
- private:
-  static std::mt19937_64 seeded() {
-    std::random_device rd;
-    std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
-    return std::mt19937_64(seq);
   }
 };
 

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Copyright (c) 2026 The idempotency authors
+#include <idempotency/detail/backoff.hpp>
+#include <idempotency/detail/random.hpp>
 #include <idempotency/store.hpp>
 
 #include "support/catch.hpp"
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <set>
 #include <string>
 #include <string_view>
@@ -107,6 +110,44 @@ TEST_CASE("random tokens are non-empty and distinct", "[store]") {
     REQUIRE_FALSE(t.empty());
     REQUIRE(seen.insert(t.to_hex()).second);
   }
+}
+
+TEST_CASE("the token generator is xoshiro256** (the reference sequence)", "[store]") {
+  // the first outputs of the authors' xoshiro256starstar.c from the state {1, 2, 3, 4}
+  idempotency::detail::Xoshiro256 g(1, 2, 3, 4);
+  CHECK(g() == 11520U);
+  CHECK(g() == 0U);
+  CHECK(g() == 1509978240U);
+  CHECK(g() == 1215971899390074240U);
+}
+
+TEST_CASE("uniform(bound) stays within [0, bound] and reaches both ends", "[store]") {
+  idempotency::detail::Xoshiro256 g(20261203);
+  for (const std::uint64_t bound : {0ULL, 1ULL, 6ULL, 1000ULL}) {
+    std::set<std::uint64_t> seen;
+    for (int i = 0; i < 20000; ++i) {
+      const std::uint64_t v = g.uniform(bound);
+      REQUIRE(v <= bound);
+      seen.insert(v);
+    }
+    CHECK(seen.count(0) == 1);
+    CHECK(seen.count(bound) == 1);
+    if (bound <= 6) CHECK(seen.size() == bound + 1);
+  }
+  CHECK(g.uniform(~std::uint64_t{0}) != g.uniform(~std::uint64_t{0}));
+  // the jitter of the backoff draws from it: within [0, cap]
+  for (int i = 0; i < 1000; ++i) {
+    const auto j = idempotency::detail::full_jitter(Ms(5));
+    REQUIRE(j >= Ms(0));
+    REQUIRE(j <= Ms(5));
+  }
+  CHECK(idempotency::detail::full_jitter(Ms(0)) == Ms(0));
+}
+
+TEST_CASE("two generators seeded from the OS differ", "[store]") {
+  idempotency::detail::Xoshiro256 a;
+  idempotency::detail::Xoshiro256 b;
+  CHECK((a() != b() || a() != b()));
 }
 
 TEST_CASE("ClaimResult defaults to acquired with nothing else set", "[store]") {

@@ -4,15 +4,18 @@
 // Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And
 // Jitter"): the pause before retry n is uniform in [0, min(cap, base * 2^n)].
 
+#include <idempotency/detail/random.hpp>
+
 #include <algorithm>
 #include <chrono>
-#include <random>
+#include <cstdint>
 
 namespace idempotency::detail {
 
-/// A per-thread generator, so no lock is taken.
-inline std::minstd_rand& jitter_engine() {
-  thread_local std::minstd_rand gen{std::random_device{}()};
+/// A per-thread generator, so no lock is taken. (A jitter needs no reseed after `fork()`: a
+/// child pausing like its parent harms nobody.)
+inline Xoshiro256& jitter_engine() noexcept {
+  thread_local Xoshiro256 gen{};
   return gen;
 }
 
@@ -28,10 +31,10 @@ inline std::chrono::milliseconds exponential_backoff(std::chrono::milliseconds i
 }
 
 /// Full jitter: uniform in [0, cap].
-inline std::chrono::milliseconds full_jitter(std::chrono::milliseconds cap) {
+inline std::chrono::milliseconds full_jitter(std::chrono::milliseconds cap) noexcept {
   if (cap.count() <= 0) return std::chrono::milliseconds(0);
-  std::uniform_int_distribution<std::chrono::milliseconds::rep> dist(0, cap.count());
-  return std::chrono::milliseconds(dist(jitter_engine()));
+  const auto drawn = jitter_engine().uniform(static_cast<std::uint64_t>(cap.count()));
+  return std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(drawn));
 }
 
 } // namespace idempotency::detail
