@@ -23,6 +23,7 @@
 #include <sys/time.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -166,55 +167,52 @@ inline std::string millis(std::chrono::milliseconds d) {
   return std::to_string(std::clamp<std::chrono::milliseconds::rep>(d.count(), 1, most));
 }
 
-// Redis's own clock, in ms. Fine with Redis 7's effect replication (and 5+ with
-// redis.replicate_commands(), which Redis 7 ignores).
+// Redis's own clock, in ms. Scripts that read TIME and then write need effects replication:
+// the default from Redis 5 on (the only mode in 7), so no redis.replicate_commands() call.
 #define IDEMPOTENCY_REDIS_LUA_NOW   \
   "local tm = redis.call('TIME')\n" \
   "local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)\n"
 
 // KEYS[1] key; ARGV: fingerprint, token, lease ms, grace ms.
-// One HGETALL decides: an empty reply is an absent key, a hash without the state field is not
-// ours (reported, never written), any other type fails with Redis's WRONGTYPE. A resent claim
-// (after a lost reply) finds its own token and is acquired again. TIME is read only when a
-// lease deadline is needed. Commands run inside Redis: a replay of a finished record HGETALL +
-// PTTL; a live in-progress record HGETALL + TIME + PTTL; a new or taken-over record HGETALL + TIME
-// + HSET + PEXPIRE. The HSET writes every field an in-progress record has (payload emptied), so
-// whatever a taken-over record held is overwritten without a DEL.
+// One HMGET of the record's fields decides (a reply of fixed positions: no table to build, the
+// cheapest read a script can do); any type but a hash fails with Redis's WRONGTYPE. No state
+// field is an absent key, or a hash that is not ours (EXISTS tells them apart, on that path
+// only: reported, never written). A resent claim (after a lost reply) finds its own token and is
+// acquired again. TIME is read only when a lease deadline is needed. Commands run inside Redis:
+// a replay of a finished record HMGET + PTTL; a live in-progress record HMGET + TIME + PTTL; a
+// new record HMGET + EXISTS + TIME + HSET + PEXPIRE (a taken-over one without the EXISTS). The
+// HSET writes every field an in-progress record has (payload emptied), so whatever a
+// taken-over record held is overwritten without a DEL.
 inline constexpr const char* claim_script =
-    "if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
     "local k = KEYS[1]\n"
     "local now\n"
     "local function clock()\n"
     "  local tm = redis.call('TIME')\n"
     "  now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)\n"
     "end\n"
-    "local h = redis.call('HGETALL', k)\n"
+    "local h = redis.call('HMGET', k, 's', 'f', 'p', 't', 'd', 'o')\n"
+    "local s = h[1]\n"
     "local took = 0\n"
-    "if #h > 0 then\n"
-    "  local r = {}\n"
-    "  for i = 1, #h, 2 do r[h[i]] = h[i + 1] end\n"
-    "  local s = r['s']\n"
-    "  if s == 'p' then\n"
-    "    local dl = tonumber(r['d'])\n"
-    "    if not dl then return {'x', 'in-progress record without a lease deadline'} end\n"
-    "    if r['t'] == ARGV[2] then return {'a', tonumber(r['o']) or 0} end\n"
-    "    clock()\n"
-    "    if dl > now then\n"
-    "      if redis.call('PTTL', k) == -1 then\n"
-    "        return {'x', 'in-progress record without an expiry'}\n"
-    "      end\n"
-    "      return {'p', r['f'] or '', '', dl - now}\n"
+    "if s == 'c' or s == 'f' then\n"
+    "  local left = redis.call('PTTL', k)\n"
+    "  if left > 0 then return {s, h[2] or '', h[3] or '', left} end\n"
+    "  if left == -1 then return {'x', 'finished record without an expiry'} end\n"
+    "elseif s == 'p' then\n"
+    "  local dl = tonumber(h[5])\n"
+    "  if not dl then return {'x', 'in-progress record without a lease deadline'} end\n"
+    "  if h[4] == ARGV[2] then return {'a', tonumber(h[6]) or 0} end\n"
+    "  clock()\n"
+    "  if dl > now then\n"
+    "    if redis.call('PTTL', k) == -1 then\n"
+    "      return {'x', 'in-progress record without an expiry'}\n"
     "    end\n"
-    "    took = 1\n"
-    "  elseif s == 'c' or s == 'f' then\n"
-    "    local left = redis.call('PTTL', k)\n"
-    "    if left > 0 then return {s, r['f'] or '', r['p'] or '', left} end\n"
-    "    if left == -1 then return {'x', 'finished record without an expiry'} end\n"
-    "  elseif s then\n"
-    "    return {'x', 'unknown record state'}\n"
-    "  else\n"
-    "    return {'x', 'the key holds something that is not an idempotency record'}\n"
+    "    return {'p', h[2] or '', '', dl - now}\n"
     "  end\n"
+    "  took = 1\n"
+    "elseif s then\n"
+    "  return {'x', 'unknown record state'}\n"
+    "elseif redis.call('EXISTS', k) == 1 then\n"
+    "  return {'x', 'the key holds something that is not an idempotency record'}\n"
     "end\n"
     "if not now then clock() end\n"
     "local lease = tonumber(ARGV[3])\n"
@@ -251,7 +249,6 @@ inline constexpr const char* release_script =
 
 // KEYS[1] key; ARGV: token, lease ms, grace ms.
 inline constexpr const char* renew_script =
-    "if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
     "local k = KEYS[1]\n"
     "local r = redis.call('HMGET', k, 's', 't')\n"
     "if r[1] ~= 'p' or r[2] ~= ARGV[1] then return 0 end\n" IDEMPOTENCY_REDIS_LUA_NOW
@@ -488,19 +485,28 @@ class RedisStore {
                                   std::size_t resend_flag) {
     bool fresh = false;
     detail::redis::ContextPtr c = checkout(op, false, fresh);
+    // the argument vectors on the stack for the store's own commands (at most 8 arguments)
+    constexpr std::size_t inline_args = 12;
+    std::array<const char*, inline_args> argv_inline{};
+    std::array<std::size_t, inline_args> lens_inline{};
+    std::vector<const char*> argv_heap;
+    std::vector<std::size_t> lens_heap;
+    const char** argv = argv_inline.data();
+    std::size_t* lens = lens_inline.data();
+    if (args.size() > inline_args) {
+      argv_heap.resize(args.size());
+      lens_heap.resize(args.size());
+      argv = argv_heap.data();
+      lens = lens_heap.data();
+    }
     for (int attempt = 0;; ++attempt) {
-      std::vector<const char*> argv;
-      std::vector<std::size_t> lens;
-      argv.reserve(args.size());
-      lens.reserve(args.size());
-      for (const auto a : args) {
-        argv.push_back(a.data());
-        lens.push_back(a.size());
+      for (std::size_t i = 0; i < args.size(); ++i) {
+        argv[i] = args[i].data();
+        lens[i] = args[i].size();
       }
       commands_sent_.fetch_add(1, std::memory_order_relaxed);
       errno = 0;
-      void* raw =
-          redisCommandArgv(c.get(), static_cast<int>(argv.size()), argv.data(), lens.data());
+      void* raw = redisCommandArgv(c.get(), static_cast<int>(args.size()), argv, lens);
       const int saved_errno = errno;
       if (raw != nullptr) {
         checkin(std::move(c));
