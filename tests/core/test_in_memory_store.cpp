@@ -2,6 +2,7 @@
 // Copyright (c) 2026 The idempotency authors
 #include <idempotency/stores/in_memory_store.hpp>
 
+#include <idempotency/detail/record_table.hpp>
 #include <idempotency/testing/conformance.hpp>
 #include <idempotency/testing/manual_clock.hpp>
 
@@ -10,8 +11,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <memory>
+#include <random>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -196,4 +202,176 @@ TEST_CASE("keys, fingerprints and payloads of any size round-trip, binary bytes 
     }
   }
   CHECK(store.size() == n);
+}
+
+namespace {
+struct TableRec {
+  std::string key;
+  int value = 0;
+  std::size_t at = 0; // its place in TableModel::keys
+};
+struct TableKeyOf {
+  std::string_view operator()(const TableRec* r) const noexcept { return r->key; }
+};
+using Table = idempotency::detail::RecordTable<TableRec, TableKeyOf>;
+
+// The table under test and a model of it: the records, owned here, by key.
+struct TableModel {
+  Table table;
+  std::unordered_map<std::string, std::unique_ptr<TableRec>> records;
+  std::vector<std::string> keys; // the model's keys, to pick one at random
+  std::size_t next_key = 0;
+
+  void insert(int value) {
+    auto r = std::make_unique<TableRec>(
+        TableRec{"key-" + std::to_string(next_key++), value, keys.size()});
+    REQUIRE(table.find(r->key, Table::hash(r->key)) == Table::npos);
+    const std::size_t slot = table.insert(r.get(), Table::hash(r->key));
+    REQUIRE(table.at(slot) == r.get());
+    keys.push_back(r->key);
+    records.emplace(r->key, std::move(r));
+  }
+  // Removes keys[i] from the table and the model.
+  void erase(std::size_t i) {
+    const std::string key = keys[i];
+    const std::size_t slot = table.find(key, Table::hash(key));
+    REQUIRE(slot != Table::npos);
+    REQUIRE(table.at(slot) == records.at(key).get());
+    table.erase(slot);
+    forget(key);
+  }
+  void forget(const std::string& key) {
+    const std::size_t i = records.at(key)->at;
+    records.erase(key);
+    if (i + 1 != keys.size()) {
+      keys[i] = keys.back();
+      records.at(keys[i])->at = i;
+    }
+    keys.pop_back();
+  }
+  void replace(std::size_t i) {
+    const std::string& key = keys[i];
+    const std::size_t slot = table.find(key, Table::hash(key));
+    REQUIRE(slot != Table::npos);
+    const TableRec& old = *records.at(key);
+    auto fresh = std::make_unique<TableRec>(TableRec{key, old.value + 2, old.at});
+    table.replace(slot, fresh.get());
+    records[key] = std::move(fresh);
+  }
+  // The store's sweep: looks at `n` slots from `slot` on, erasing the records `pred` matches;
+  // an erase may move a later record into the slot, so it is looked at again. Returns where
+  // it stopped.
+  template <class Pred>
+  std::size_t sweep(std::size_t slot, std::size_t n, Pred pred) {
+    for (std::size_t k = 0; k < n && slot < table.capacity(); ++k) {
+      if (table.occupied(slot) && pred(*table.at(slot))) {
+        const std::string key = table.at(slot)->key;
+        table.erase(slot);
+        forget(key);
+      } else {
+        ++slot;
+      }
+    }
+    return slot;
+  }
+  // Every record is found, in the table once, and nothing else is (one assertion each).
+  void check() {
+    REQUIRE(table.size() == records.size());
+    std::size_t seen = 0, strangers = 0, lost = 0;
+    table.for_each([&](const TableRec* r) {
+      ++seen;
+      const auto it = records.find(r->key);
+      if (it == records.end() || it->second.get() != r) ++strangers;
+    });
+    for (const auto& [key, r] : records) {
+      const std::size_t slot = table.find(key, Table::hash(key));
+      if (slot == Table::npos || table.at(slot) != r.get()) ++lost;
+    }
+    REQUIRE(seen == records.size());
+    REQUIRE(strangers == 0);
+    REQUIRE(lost == 0);
+    REQUIRE(table.find("absent", Table::hash("absent")) == Table::npos);
+  }
+};
+} // namespace
+
+TEST_CASE("the record index stays correct while a resize is under way", "[in_memory]") {
+  // A resize moves the old table's records to the new one a few slots per insert; meanwhile
+  // every lookup, insert, erase, replacement and sweep must see each record exactly once.
+  std::mt19937_64 rng(20260603);
+  TableModel m;
+  std::size_t resizing_ops = 0, shrinks = 0;
+  auto pick = [&] { return static_cast<std::size_t>(rng() % m.keys.size()); };
+  auto shrink = [&] {
+    const bool was = m.table.resizing();
+    m.table.shrink_to_fit();
+    if (!was && m.table.resizing()) ++shrinks;
+  };
+  auto any = [](const TableRec&) { return true; };
+  auto odd = [](const TableRec& r) { return r.value % 2 == 1; };
+  for (int phase = 0; phase < 6; ++phase) {
+    // grow, with churn: growths at many sizes, each moved over while records come and go
+    for (int i = 0; i < 30000; ++i) {
+      const auto op = rng() % 10;
+      if (op < 7 || m.keys.empty())
+        m.insert(static_cast<int>(rng() % 1000));
+      else if (op < 9)
+        m.erase(pick());
+      else
+        m.replace(pick());
+      if (m.table.resizing()) {
+        ++resizing_ops;
+        if (m.keys.size() < 5000 || i % 61 == 0) m.check(); // every record, mid-move
+      }
+    }
+    m.check();
+    // sweep records away a few slots at a time, as the store does, shrinking after each
+    // pass, with inserts (and so moves) while a shrink is under way
+    std::size_t cursor = 0;
+    for (int passes = 0; passes < 3 && m.keys.size() > 1000;) {
+      cursor = m.sweep(cursor, 4, phase % 2 == 0 ? +any : +odd);
+      if (cursor >= m.table.capacity()) {
+        cursor = 0;
+        ++passes;
+        if (phase % 2 == 1) // odd phases: keep 1000 records of the even ones
+          while (m.keys.size() > 1000) m.erase(pick());
+        shrink();
+      }
+      if (rng() % 4 == 0) m.insert(static_cast<int>(rng() % 1000));
+      if (m.table.resizing()) ++resizing_ops;
+      if (rng() % 20000 == 0) m.check();
+    }
+    m.check();
+    if (phase == 2) { // a purge: a full sweep, then compact, leaves no resize under way
+      for (int i = 0; i < 5000; ++i) m.insert(static_cast<int>(rng() % 1000));
+      m.sweep(0, static_cast<std::size_t>(-1), odd);
+      m.table.compact();
+      CHECK_FALSE(m.table.resizing());
+      for (const auto& [key, r] : m.records) CHECK(r->value % 2 == 0);
+      m.check();
+    }
+  }
+  CHECK(resizing_ops > 1000);
+  CHECK(shrinks > 0);
+  // a shrink of a large table to a small one, then a growth before the shrink is done: the
+  // growth first finishes the shrink
+  while (m.keys.size() < 40000) m.insert(0);
+  while (m.keys.size() > 50) m.erase(pick());
+  m.table.compact();                        // nothing under way
+  while (m.keys.size() < 8000) m.insert(1); // ~60k slots: no shrink started yet
+  while (m.keys.size() > 50) m.erase(pick());
+  shrink();
+  REQUIRE(m.table.resizing());
+  std::size_t resizes_seen = 0;
+  for (int i = 0; i < 400 && m.table.resizing(); ++i) {
+    const std::size_t cap = m.table.capacity();
+    m.insert(2);
+    if (m.table.resizing() && m.table.capacity() != cap) ++resizes_seen; // a growth began
+    m.check();
+  }
+  CHECK(resizes_seen > 0);
+  while (!m.keys.empty()) m.erase(pick());
+  m.table.compact();
+  m.check();
+  CHECK(m.table.capacity() == Table::min_capacity);
 }

@@ -260,7 +260,8 @@ class InMemoryStore {
   // Slots the sweep looks at per new record: reclaiming stays O(1) per claim (each occupied
   // slot costs a read of its record), and a pass over a table over 1/4 full of expired ones
   // reclaims expired records faster than new ones arrive, so expiry alone does not grow the table.
-  // After a pass a table at most 1/4 full shrinks to 1/2 full (a rebuild of few records).
+  // After a pass a table at most 1/4 full shrinks to 1/2 full (moved over incrementally, as a
+  // growth is: the table's inserts move a bounded number of slots each).
   static constexpr std::size_t sweep_step = 4;
 
   static std::size_t round_up_pow2(std::size_t n) {
@@ -428,7 +429,7 @@ class InMemoryStore {
         ++slot;
       }
     }
-    sh.table.shrink_to_fit();
+    sh.table.compact(); // finishes a resize under way; at most 1/4 full: shrinks to 1/2
     sh.sweep_cursor = 0;
     return purged;
   }
