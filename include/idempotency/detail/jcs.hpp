@@ -10,6 +10,8 @@
 //    \u00xx in lower case); everything else as UTF-8; invalid UTF-8 is refused;
 //  - object members sorted by the UTF-16 code units of their names; no whitespace.
 
+#include <idempotency/detail/json_text.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -81,29 +83,16 @@ U16 utf16(std::string_view s) {
   return out;
 }
 
-/// `s` as a JCS string literal; the caller has validated it as UTF-8.
+/// `s` as a JCS string literal; the caller has validated it as UTF-8 (RFC 8785 §3.2.2.2: ASCII
+/// escaped as JSON writers do, every other code point as it is).
 inline void write_string(std::string_view s, std::string& out) {
-  static constexpr char hex[] = "0123456789abcdef";
   out += '"';
   for (const char c : s) {
     const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (u < 0x20) {
-          out += "\\u00";
-          out += hex[u >> 4];
-          out += hex[u & 0xF];
-        } else {
-          out += c;
-        }
-    }
+    if (u < 0x80)
+      json_text::append_ascii(out, u);
+    else
+      out += c;
   }
   out += '"';
 }

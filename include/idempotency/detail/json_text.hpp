@@ -44,6 +44,31 @@ constexpr Utf8Lead utf8_lead(unsigned char lead) noexcept {
   return {};                                // 0x80..0xC1, 0xF5..0xFF
 }
 
+/// Appends the ASCII byte `b` (below 0x80) as it stands inside a JSON string: `"` and `\`
+/// escaped, U+0008, U+0009, U+000A, U+000C, U+000D as `\b \t \n \f \r`, the other control
+/// characters as `\u00xx` (lower-case hex), anything else as it is. nlohmann_json and RFC 8785
+/// (JCS) write ASCII alike.
+inline void append_ascii(std::string& out, unsigned char b) {
+  static constexpr char hex[] = "0123456789abcdef";
+  switch (b) {
+    case '\b': out += "\\b"; break;
+    case '\t': out += "\\t"; break;
+    case '\n': out += "\\n"; break;
+    case '\f': out += "\\f"; break;
+    case '\r': out += "\\r"; break;
+    case '"': out += "\\\""; break;
+    case '\\': out += "\\\\"; break;
+    default:
+      if (b <= 0x1F) {
+        out += "\\u00";
+        out += hex[b >> 4];
+        out += hex[b & 0xF];
+      } else {
+        out += static_cast<char>(b);
+      }
+  }
+}
+
 /// Appends `s` as a JSON string, quotes included, byte for byte as nlohmann_json 3.x writes
 /// it with `error_handler_t::replace` and `ensure_ascii == false`: `"` and `\` escaped,
 /// U+0008, U+0009, U+000A, U+000C, U+000D as `\b \t \n \f \r`, the other control characters
@@ -52,7 +77,6 @@ constexpr Utf8Lead utf8_lead(unsigned char lead) noexcept {
 /// start a sequence is replaced, a sequence cut short is replaced and the byte that cut it is
 /// read again, a sequence left open at the end is replaced.
 inline void append_string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
   static constexpr std::string_view replacement = "\xEF\xBF\xBD";
   out += '"';
   std::size_t last_accept = out.size(); // end of the output of the last complete code point
@@ -69,23 +93,7 @@ inline void append_string(std::string& out, std::string_view s) {
     const auto b = static_cast<unsigned char>(s[i]);
     if (need == 0) {
       if (b < 0x80) {
-        switch (b) {
-          case '\b': out += "\\b"; break;
-          case '\t': out += "\\t"; break;
-          case '\n': out += "\\n"; break;
-          case '\f': out += "\\f"; break;
-          case '\r': out += "\\r"; break;
-          case '"': out += "\\\""; break;
-          case '\\': out += "\\\\"; break;
-          default:
-            if (b <= 0x1F) {
-              out += "\\u00";
-              out += hex[b >> 4];
-              out += hex[b & 0xF];
-            } else {
-              out += static_cast<char>(b);
-            }
-        }
+        append_ascii(out, b);
         last_accept = out.size();
         continue;
       }
