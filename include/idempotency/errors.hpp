@@ -71,6 +71,20 @@ class InvalidKeyError : public Error {
   explicit InvalidKeyError(const std::string& message) : Error(errc::invalid_key, message) {}
 };
 
+/// `key_from` found no value (or `null`) at one of its JSON Pointers: a request without the
+/// fields its key is made of has no key (never a key of "null"). `pointer()` names the field.
+class MissingKeyFieldError : public InvalidKeyError {
+ public:
+  MissingKeyFieldError(std::string pointer, const std::string& message)
+      : InvalidKeyError(message), pointer_(std::move(pointer)) {}
+
+  /// The JSON Pointer (RFC 6901) that found nothing.
+  [[nodiscard]] const std::string& pointer() const noexcept { return pointer_; }
+
+ private:
+  std::string pointer_;
+};
+
 /// Another caller holds the key. `retry_after()` is the remaining lease as the store reported it.
 class InProgressError : public Error {
  public:

@@ -15,6 +15,8 @@
 #include <idempotency/format.hpp>
 #include <idempotency/json_codec.hpp>
 #include <idempotency/key.hpp>
+#include <idempotency/key_from.hpp>
+#include <idempotency/new_key.hpp>
 #include <idempotency/observer.hpp>
 #include <idempotency/options.hpp>
 #include <idempotency/retry.hpp>
