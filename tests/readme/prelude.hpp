@@ -3,6 +3,7 @@
 #pragma once
 // What the README's snippets assume without showing: a store, an executor, a request, a
 // payments client. Declared only (the README blocks are compiled, never run).
+#include <idempotency/http.hpp> // the HTTP section (not in the umbrella header)
 #include <idempotency/idempotency.hpp>
 
 #include <chrono>
