@@ -6,7 +6,7 @@
 // unique key per logical request, made once by the client and sent again with every retry.
 
 #include <idempotency/detail/random.hpp>
-#include <idempotency/store.hpp> // detail::fork_generation
+#include <idempotency/store.hpp> // detail::fork_generation, detail::thread_engine
 
 #include <chrono>
 #include <cstdint>
@@ -162,17 +162,9 @@ class UuidV7Generator {
 /// A fresh UUIDv4 (RFC 9562 §5.4; the format of RFC 4122): 122 random bits, no order. For
 /// those whose peers expect v4; `new_key()` is the better key for SQL-backed stores.
 [[nodiscard]] inline std::string new_key_v4() {
-  struct Generator {
-    detail::Xoshiro256 engine{};
-    std::uint64_t generation = 0;
-  };
-  thread_local Generator gen{detail::Xoshiro256{}, detail::fork_generation()};
-  if (const std::uint64_t now = detail::fork_generation(); gen.generation != now) {
-    gen.engine.reseed();
-    gen.generation = now;
-  }
-  const std::uint64_t hi = (gen.engine() & ~std::uint64_t{0xF000}) | 0x4000U;
-  const std::uint64_t lo = (gen.engine() >> 2U) | (std::uint64_t{0x2} << 62U);
+  detail::Xoshiro256& engine = detail::thread_engine(); // reseeded after fork()
+  const std::uint64_t hi = (engine() & ~std::uint64_t{0xF000}) | 0x4000U;
+  const std::uint64_t lo = (engine() >> 2U) | (std::uint64_t{0x2} << 62U);
   return detail::uuid_text(hi, lo);
 }
 

@@ -38,6 +38,22 @@ inline std::uint64_t fork_generation() noexcept {
 #endif
   return generation.load(std::memory_order_relaxed);
 }
+
+/// This thread's generator (xoshiro256**, seeded from the OS), reseeded before its first use
+/// in a child of `fork()`: a generator copied from the parent would repeat the parent's
+/// numbers. No lock is taken. Fencing tokens and UUIDv4 keys come from here.
+inline Xoshiro256& thread_engine() noexcept {
+  struct Generator {
+    Xoshiro256 engine{};
+    std::uint64_t generation = 0;
+  };
+  thread_local Generator gen{Xoshiro256{}, fork_generation()};
+  if (const std::uint64_t now = fork_generation(); gen.generation != now) {
+    gen.engine.reseed();
+    gen.generation = now;
+  }
+  return gen.engine;
+}
 } // namespace detail
 
 /// A fencing token: 128 random bits, fresh for every successful claim, never reused for a key
@@ -86,19 +102,11 @@ struct Token {
   /// `fork()` reseeds before its first token (a generator copied from the parent would repeat its
   /// tokens).
   [[nodiscard]] static Token random() {
-    struct Generator {
-      detail::Xoshiro256 engine{};
-      std::uint64_t generation = 0;
-    };
-    thread_local Generator gen{detail::Xoshiro256{}, detail::fork_generation()};
-    if (const std::uint64_t now = detail::fork_generation(); gen.generation != now) {
-      gen.engine.reseed();
-      gen.generation = now;
-    }
+    detail::Xoshiro256& engine = detail::thread_engine();
     Token t;
     do {
-      t.hi = gen.engine();
-      t.lo = gen.engine();
+      t.hi = engine();
+      t.lo = engine();
     } while (t.empty());
     return t;
   }
