@@ -127,13 +127,13 @@ class Layer {
   /// recorded), its replay, or a problem. `handler(const Request&)` returns a `Response`;
   /// an exception from it releases the key and propagates.
   ///
-  /// | situation | status |
-  /// |---|---|
-  /// | first request | the handler's |
-  /// | retry after it completed | the recorded status, headers and body, `Idempotent-Replayed:
-  /// true` | | retry while it runs | 409, `Retry-After` | | same key, another body | 422 | | no key
-  /// where one is required | 400 | | a key breaking the key rules, two `Idempotency-Key` fields |
-  /// 400 | | the store cannot be reached | 503, `Retry-After` |
+  /// - first request: the handler's response;
+  /// - retry after it completed: the recorded status, headers and body, and
+  ///   `Idempotent-Replayed: true`;
+  /// - retry while it runs: 409 with `Retry-After`;
+  /// - same key, another body: 422;
+  /// - no key where one is required, a key breaking the key rules, two key fields: 400;
+  /// - the store cannot be reached: 503 with `Retry-After` (the handler did not run).
   template <class H>
   [[nodiscard]] Response handle(const Request& request, H&& handler) {
     std::string key;
