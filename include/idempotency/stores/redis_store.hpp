@@ -3,279 +3,52 @@
 #pragma once
 
 // RedisStore: the Store contract on Redis (hiredis, RESP2), for a fleet of services sharing one
-// Redis. Requires hiredis (CMake target `idempotency::redis`); only those who include this
-// header compile against it.
-//
-// Protocol (design §2, §6): one Redis hash per record, under a configurable key prefix:
-//   s = state ('p' in progress, 'c' completed, 'f' failed), t = token (32 hex digits),
-//   f = fingerprint, p = payload, d = lease deadline (Redis TIME, ms), o = claim took over
-//   (d and o stay, unread, in a finished record; its remaining TTL is the key's PTTL).
-// Every operation is one Lua script touching exactly that one key (so it is Redis Cluster
-// slot-safe), sent with EVALSHA; on NOSCRIPT (SCRIPT FLUSH, restart, failover) it is resent
-// once with EVAL, which also caches it again. An in-progress record's key expires
-// `lease + holder_grace` after its claim or renewal, so a slow holder can still complete after
-// its lease while nobody took it over; a claim takes over a record whose lease deadline passed.
+// Redis: a single server (TCP or Unix socket), a Redis Cluster, or a primary watched by
+// Sentinel. Requires hiredis (CMake target `idempotency::redis`); only those who include this
+// header compile against it. The protocol (one hash per record, one Lua script per operation)
+// is described in stores/redis/scripts.hpp.
 
 #include <idempotency/errors.hpp>
 #include <idempotency/store.hpp>
+#include <idempotency/stores/redis/options.hpp>
+#include <idempotency/stores/redis/pool.hpp>
+#include <idempotency/stores/redis/scripts.hpp>
+#include <idempotency/stores/redis/slot.hpp>
+#include <idempotency/stores/redis/topology.hpp>
+#include <idempotency/stores/redis/url.hpp>
 
 #include <hiredis/hiredis.h>
-#include <sys/time.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
 namespace idempotency {
 
-/// Where a RedisStore connects: parsed from `redis://[[user]:password@]host[:port][/db]`.
-struct RedisEndpoint {
-  std::string host = "127.0.0.1";
-  int port = 6379;
-  std::string user{};     ///< Redis 6+ ACL user; empty: `AUTH password` (the default user)
-  std::string password{}; ///< empty: no AUTH
-  int db = 0;             ///< SELECT index; 0 sends no SELECT
-
-  /// Parses a `redis://` URL. Host names and IPv4 addresses only (no IPv6 literal, no
-  /// percent-decoding, no `rediss://`). Throws `StoreError` (operation "parse url") on anything
-  /// else; the message never contains the password.
-  [[nodiscard]] static RedisEndpoint parse(std::string_view url) {
-    const auto bad = [&](const char* why) -> StoreError {
-      return StoreError("redis", "parse url",
-                        std::string("invalid Redis URL (") + why +
-                            "); expected redis://[:password@]host:port[/db]");
-    };
-    constexpr std::string_view scheme = "redis://";
-    if (url.substr(0, scheme.size()) != scheme) throw bad("it must start with redis://");
-    std::string_view rest = url.substr(scheme.size());
-    RedisEndpoint ep;
-    if (const auto at = rest.rfind('@'); at != std::string_view::npos) {
-      const std::string_view auth = rest.substr(0, at);
-      rest = rest.substr(at + 1);
-      const auto colon = auth.find(':');
-      if (colon == std::string_view::npos) throw bad("credentials must be [user]:password");
-      ep.user = std::string(auth.substr(0, colon));
-      ep.password = std::string(auth.substr(colon + 1));
-    }
-    std::string_view hostport = rest;
-    if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
-      hostport = rest.substr(0, slash);
-      const std::string_view db = rest.substr(slash + 1);
-      if (!db.empty() && !parse_int(db, ep.db)) throw bad("the database must be a number");
-    }
-    if (const auto colon = hostport.rfind(':'); colon != std::string_view::npos) {
-      if (!parse_int(hostport.substr(colon + 1), ep.port) || ep.port < 1 || ep.port > 65535) {
-        throw bad("the port must be a number in 1..65535");
-      }
-      hostport = hostport.substr(0, colon);
-    }
-    if (hostport.empty()) throw bad("the host is missing");
-    if (hostport.find_first_of("[]?#") != std::string_view::npos) {
-      throw bad("IPv6 literals, queries and fragments are not supported");
-    }
-    ep.host = std::string(hostport);
-    return ep;
-  }
-
- private:
-  static bool parse_int(std::string_view text, int& out) noexcept {
-    if (text.empty()) return false;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-    return ec == std::errc() && end == text.data() + text.size() && out >= 0;
-  }
-};
-
-/// Options of a RedisStore.
-struct RedisStoreOptions {
-  /// `redis://[:password@]host:port[/db]`
-  std::string url = "redis://127.0.0.1:6379";
-  /// Prepended to every storage key (binary-safe). Use one per application or environment.
-  std::string key_prefix = "idempotency:";
-  /// Time allowed to open a TCP connection.
-  std::chrono::milliseconds connect_timeout{std::chrono::seconds(2)};
-  /// Time allowed for one command's reply; after it the call throws `StoreError`.
-  std::chrono::milliseconds command_timeout{std::chrono::seconds(2)};
-  /// At most this many connections are open at once; a thread that finds none idle and the
-  /// pool full waits for one to be returned.
-  std::size_t pool_size = 8;
-  /// How long an in-progress record outlives its lease, so that a slow holder nobody took
-  /// over can still record its result (design §2). Its memory is freed after that.
-  std::chrono::milliseconds holder_grace{std::chrono::hours(1)};
-  /// By default the store refuses a server whose `maxmemory-policy` is not `noeviction`
-  /// (eviction can drop an in-flight or completed record, and the operation runs again), and
-  /// a server where `CONFIG GET` is disabled or renamed (the policy cannot be checked).
-  /// Set to true to accept either after deciding that the risk is acceptable.
-  bool accept_eviction_policy = false;
-};
-
-namespace detail::redis {
-
-struct ContextDeleter {
-  void operator()(redisContext* c) const noexcept { redisFree(c); }
-};
-struct ReplyDeleter {
-  void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
-};
-using ContextPtr = std::unique_ptr<redisContext, ContextDeleter>;
-using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
-
-inline std::string_view text(const redisReply* r) noexcept {
-  return r->str == nullptr ? std::string_view{} : std::string_view(r->str, r->len);
-}
-
-inline timeval to_timeval(std::chrono::milliseconds d) noexcept {
-  const auto ms = d.count() < 1 ? std::chrono::milliseconds::rep{1} : d.count();
-  timeval tv{};
-  tv.tv_sec = static_cast<decltype(tv.tv_sec)>(ms / 1000);
-  tv.tv_usec = static_cast<decltype(tv.tv_usec)>((ms % 1000) * 1000);
-  return tv;
-}
-
-/// A key as it can be shown in an error message (non-printable bytes escaped, long keys cut).
-inline std::string printable(std::string_view key) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  for (const char c : key.substr(0, 120)) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x7F) {
-      out.push_back(c);
-    } else {
-      out += "\\x";
-      out.push_back(hex[u >> 4]);
-      out.push_back(hex[u & 0xF]);
-    }
-  }
-  if (key.size() > 120) out += "...";
-  return out;
-}
-
-// 1 ms .. 1000 years: "forever" saturates instead of overflowing Lua's doubles and PEXPIRE.
-inline std::string millis(std::chrono::milliseconds d) {
-  constexpr std::chrono::milliseconds::rep most = 1000LL * 365 * 24 * 3600 * 1000;
-  return std::to_string(std::clamp<std::chrono::milliseconds::rep>(d.count(), 1, most));
-}
-
-// Redis's own clock, in ms. Scripts that read TIME and then write need effects replication:
-// the default from Redis 5 on (the only mode in 7), so no redis.replicate_commands() call.
-#define IDEMPOTENCY_REDIS_LUA_NOW   \
-  "local tm = redis.call('TIME')\n" \
-  "local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)\n"
-
-// KEYS[1] key; ARGV: fingerprint, token, lease ms, grace ms.
-// One HMGET of the record's fields decides (a reply of fixed positions: no table to build, the
-// cheapest read a script can do); any type but a hash fails with Redis's WRONGTYPE. No state
-// field is an absent key, or a hash that is not ours (EXISTS tells them apart, on that path
-// only: reported, never written). A resent claim (after a lost reply) finds its own token and is
-// acquired again. TIME is read only when a lease deadline is needed. Commands run inside Redis:
-// a replay of a finished record HMGET + PTTL; a live in-progress record HMGET + TIME + PTTL; a
-// new record HMGET + EXISTS + TIME + HSET + PEXPIRE (a taken-over one without the EXISTS). The
-// HSET writes every field an in-progress record has (payload emptied), so whatever a
-// taken-over record held is overwritten without a DEL.
-inline constexpr const char* claim_script =
-    "local k = KEYS[1]\n"
-    "local now\n"
-    "local function clock()\n"
-    "  local tm = redis.call('TIME')\n"
-    "  now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)\n"
-    "end\n"
-    "local h = redis.call('HMGET', k, 's', 'f', 'p', 't', 'd', 'o')\n"
-    "local s = h[1]\n"
-    "local took = 0\n"
-    "if s == 'c' or s == 'f' then\n"
-    "  local left = redis.call('PTTL', k)\n"
-    "  if left > 0 then return {s, h[2] or '', h[3] or '', left} end\n"
-    "  if left == -1 then return {'x', 'finished record without an expiry'} end\n"
-    "elseif s == 'p' then\n"
-    "  local dl = tonumber(h[5])\n"
-    "  if not dl then return {'x', 'in-progress record without a lease deadline'} end\n"
-    "  if h[4] == ARGV[2] then return {'a', tonumber(h[6]) or 0} end\n"
-    "  clock()\n"
-    "  if dl > now then\n"
-    "    if redis.call('PTTL', k) == -1 then\n"
-    "      return {'x', 'in-progress record without an expiry'}\n"
-    "    end\n"
-    "    return {'p', h[2] or '', '', dl - now}\n"
-    "  end\n"
-    "  took = 1\n"
-    "elseif s then\n"
-    "  return {'x', 'unknown record state'}\n"
-    "elseif redis.call('EXISTS', k) == 1 then\n"
-    "  return {'x', 'the key holds something that is not an idempotency record'}\n"
-    "end\n"
-    "if not now then clock() end\n"
-    "local lease = tonumber(ARGV[3])\n"
-    "redis.call('HSET', k, 's', 'p', 't', ARGV[2], 'f', ARGV[1], 'd',\n"
-    "           string.format('%d', now + lease), 'o', took, 'p', '')\n"
-    "redis.call('PEXPIRE', k, lease + tonumber(ARGV[4]))\n"
-    "return {'a', took}\n";
-
-// KEYS[1] key; ARGV: token, new state ('c' or 'f'), payload, ttl ms.
-// HMGET + HSET + PEXPIRE. A finished record keeps the token that finished it, so a resend by
-// that token (its first reply was lost: a timeout, a broken connection) is acknowledged
-// without changing anything, and any other token is refused (design §2). The in-progress
-// fields 'd' and 'o' stay behind (a few bytes); no reader looks at them in a finished record,
-// whose remaining time is the key's PTTL.
-inline constexpr const char* finish_script =
-    "local k = KEYS[1]\n"
-    "local r = redis.call('HMGET', k, 's', 't')\n"
-    "if r[2] ~= ARGV[1] then return 0 end\n"
-    "if r[1] == 'p' then\n"
-    "  redis.call('HSET', k, 's', ARGV[2], 'p', ARGV[3])\n"
-    "  redis.call('PEXPIRE', k, ARGV[4])\n"
-    "  return 1\n"
-    "end\n"
-    "if r[1] == ARGV[2] then return 1 end\n"
-    "return 0\n";
-
-// KEYS[1] key; ARGV: token, resent ('0' or '1').
-inline constexpr const char* release_script =
-    "local k = KEYS[1]\n"
-    "local r = redis.call('HMGET', k, 's', 't')\n"
-    "if r[1] == 'p' and r[2] == ARGV[1] then redis.call('DEL', k) return 1 end\n"
-    "if ARGV[2] == '1' and redis.call('EXISTS', k) == 0 then return 1 end\n"
-    "return 0\n";
-
-// KEYS[1] key; ARGV: token, lease ms, grace ms.
-inline constexpr const char* renew_script =
-    "local k = KEYS[1]\n"
-    "local r = redis.call('HMGET', k, 's', 't')\n"
-    "if r[1] ~= 'p' or r[2] ~= ARGV[1] then return 0 end\n" IDEMPOTENCY_REDIS_LUA_NOW
-    "local lease = tonumber(ARGV[2])\n"
-    "redis.call('HSET', k, 'd', string.format('%d', now + lease))\n"
-    "redis.call('PEXPIRE', k, lease + tonumber(ARGV[3]))\n"
-    "return 1\n";
-
-#undef IDEMPOTENCY_REDIS_LUA_NOW
-
-struct Script {
-  const char* body = nullptr;
-  std::string sha{};
-};
-
-} // namespace detail::redis
-
 /// A Store on Redis (design §6): claim-or-get in one round trip, token-checked
 /// complete / fail / release / renew in one round trip each; a replay hit costs 1 command and
-/// a first execution 2.
+/// a first execution 2 (with `replica_acks`, a first execution adds one WAIT to each).
 ///
-/// Connections: a pool of up to `pool_size` blocking hiredis connections shared by all
-/// threads (opened lazily, a thread holds one only for the duration of one command). A broken
-/// connection is closed and the idle ones with it (a restart breaks them all); the next call
-/// connects again. A command whose connection broke after it was sent is resent once on a
-/// fresh connection when the connection came from the pool; the scripts recognise their own
-/// earlier effect (same token), so a resend never changes the answer. Timeouts are not resent.
+/// Connections: per server a pool of up to `pool_size` blocking hiredis connections shared by
+/// all threads. A command whose connection broke after it was sent is resent on a fresh
+/// connection (once on a single server; on a cluster or Sentinel, after learning the topology
+/// again, until `command_timeout` passes); the scripts recognise their own earlier effect
+/// (same token), so a resend never changes the answer. Timeouts are not resent.
+///
+/// Cluster: each key goes to its slot's master; MOVED updates the slot map and retries, ASK
+/// sends ASKING and retries, TRYAGAIN / CLUSTERDOWN back off and retry within the command
+/// timeout. Sentinel: the primary is asked of the sentinels and verified with ROLE; a broken
+/// connection or a READONLY reply asks again.
 ///
 /// Every failure is a `StoreError` naming the operation and carrying Redis's (or hiredis's)
 /// own text; a record that cannot be decoded is a `CorruptRecordError`.
@@ -287,25 +60,34 @@ struct Script {
 ///     idempotency::IdempotencyExecutor exec{store, {.result_ttl = 1h, .lease = 60s}};
 class RedisStore {
  public:
-  /// Connects once, reads `maxmemory-policy` (refusing anything but `noeviction` unless
-  /// `accept_eviction_policy`) and loads the scripts. Throws `StoreError`.
+  /// Connects, reads `maxmemory-policy` (refusing anything but `noeviction` unless
+  /// `accept_eviction_policy`) and loads the scripts. Throws `StoreError`, or
+  /// `InvalidOptionsError` for options that break their rules.
   explicit RedisStore(RedisStoreOptions options = {})
-      : options_(std::move(options)), endpoint_(RedisEndpoint::parse(options_.url)) {
-    if (options_.pool_size == 0) options_.pool_size = 1;
-    detail::redis::ContextPtr c = connect("connect");
-    check_eviction_policy(c);
+      : options_(validated(std::move(options))),
+        topology_(RedisUrl::parse(options_.url), settings_of(options_), commands_sent_),
+        acks_(std::to_string(options_.replica_acks)),
+        ack_ms_(std::to_string(options_.replica_ack_timeout.count())) {
+    const std::vector<std::shared_ptr<detail::redis::Pool>> pools = topology_.pools();
+    const std::shared_ptr<detail::redis::Pool> first =
+        topology_.kind() == RedisTopology::sentinel ? topology_.pool_for(0) : pools.front();
+    // the first connection checks the eviction policy; scripts are loaded on this server
+    // (SHA-1 names them everywhere; another server loads one on its first NOSCRIPT)
+    detail::redis::ContextPtr c = first->borrow("connect");
     for (detail::redis::Script* s : {&claim_, &finish_, &release_, &renew_}) {
-      const std::vector<std::string_view> args{"SCRIPT", "LOAD", s->body};
-      const detail::redis::ReplyPtr r = raw_command(c, "load scripts", args);
+      const std::array<std::string_view, 3> args{"SCRIPT", "LOAD", s->body};
+      commands_sent_.fetch_add(1, std::memory_order_relaxed);
+      const detail::redis::ReplyPtr r =
+          detail::redis::command_on(c.get(), "load scripts", args, first->where());
       if (r->type != REDIS_REPLY_STRING) {
         throw StoreError(std::string(name()), "load scripts",
                          "SCRIPT LOAD: " + std::string(detail::redis::text(r.get())));
       }
       s->sha = std::string(detail::redis::text(r.get()));
     }
-    std::lock_guard lock(mutex_);
-    ++open_;
-    idle_.push_back(std::move(c));
+    first->give_back(std::move(c));
+    // on a cluster every master is checked now, not on its first record
+    for (const auto& p : pools) p->give_back(p->borrow("connect"));
   }
 
   /// Shorthand for `RedisStore({.url = url})`.
@@ -317,7 +99,8 @@ class RedisStore {
   RedisStore& operator=(RedisStore&&) = delete;
   ~RedisStore() = default;
 
-  /// Store contract 1: claim-or-get, one EVALSHA.
+  /// Store contract 1: claim-or-get, one EVALSHA (+ one WAIT when it acquired and
+  /// `replica_acks` > 0).
   [[nodiscard]] ClaimResult claim(std::string_view key, std::string_view fingerprint,
                                   std::chrono::milliseconds lease) {
     const Token token = Token::random();
@@ -326,7 +109,8 @@ class RedisStore {
     const std::string lease_ms = detail::redis::millis(lease);
     const std::string grace_ms = detail::redis::millis(options_.holder_grace);
     std::vector<std::string_view> args{"", "", "1", k, fingerprint, tok, lease_ms, grace_ms};
-    const detail::redis::ReplyPtr r = eval("claim", claim_, args, npos);
+    long long acks = -1;
+    const detail::redis::ReplyPtr r = eval("claim", claim_, k, args, npos, Wait::if_acquired, acks);
     const auto corrupt = [&](std::string_view why) {
       return CorruptRecordError("redis record " + detail::redis::printable(k) + ": " +
                                 std::string(why));
@@ -338,6 +122,14 @@ class RedisStore {
     const char state = r->element[0]->str[0];
     ClaimResult out;
     if (state == 'a') {
+      if (short_of_acks(acks)) {
+        // nothing runs on a claim that a failover may forget: give it back, then say so
+        try {
+          (void)release(key, token);
+        } catch (const Error&) { // NOLINT(bugprone-empty-catch): the lease ends it anyway
+        }
+        throw ReplicaAckError("claim", acks, options_.replica_acks);
+      }
       out.status = ClaimStatus::acquired;
       out.token = token;
       out.took_over = r->element[1]->type == REDIS_REPLY_INTEGER && r->element[1]->integer == 1;
@@ -379,7 +171,9 @@ class RedisStore {
     const std::string k = storage_key(key);
     const std::string tok = token.to_hex();
     std::vector<std::string_view> args{"", "", "1", k, tok, "0"};
-    return integer_reply("release", eval("release", release_, args, 5));
+    long long acks = -1;
+    const detail::redis::ReplyPtr r = eval("release", release_, k, args, 5, Wait::always, acks);
+    return acked_integer("release", r, acks);
   }
 
   /// Store contract 5: sets the lease of `InProgress(token)` to `lease` from now (Redis's
@@ -390,24 +184,28 @@ class RedisStore {
     const std::string lease_ms = detail::redis::millis(lease);
     const std::string grace_ms = detail::redis::millis(options_.holder_grace);
     std::vector<std::string_view> args{"", "", "1", k, tok, lease_ms, grace_ms};
-    return integer_reply("renew", eval("renew", renew_, args, npos));
+    long long acks = -1;
+    const detail::redis::ReplyPtr r = eval("renew", renew_, k, args, npos, Wait::always, acks);
+    return acked_integer("renew", r, acks);
   }
 
   /// ForgettableStore (operators only): deletes the record of `key` in any state, one DEL.
   bool forget(std::string_view key) {
     const std::string k = storage_key(key);
     std::vector<std::string_view> args{"DEL", k};
-    const detail::redis::ReplyPtr r = command("forget", args, npos);
-    if (r->type == REDIS_REPLY_ERROR)
-      fail_with("forget", std::string(detail::redis::text(r.get())));
-    return integer_reply("forget", r);
+    long long acks = -1;
+    const detail::redis::ReplyPtr r = send("forget", k, args, npos, nullptr, Wait::never, acks);
+    if (r->type != REDIS_REPLY_INTEGER) {
+      throw StoreError(std::string(name()), "forget", "unexpected reply to DEL");
+    }
+    return r->integer == 1;
   }
 
   /// "redis", for error messages.
   [[nodiscard]] std::string_view name() const noexcept { return "redis"; }
 
   /// Commands sent to Redis so far by this store (operations, resends, NOSCRIPT fallbacks,
-  /// and the AUTH / SELECT of new connections). For tests and benchmarks.
+  /// redirections, WAITs, and the AUTH / SELECT of new connections).
   [[nodiscard]] std::uint64_t commands_sent() const noexcept {
     return commands_sent_.load(std::memory_order_relaxed);
   }
@@ -417,8 +215,28 @@ class RedisStore {
     return script_reloads_.load(std::memory_order_relaxed);
   }
 
-  /// `maxmemory-policy` as read at construction; empty if CONFIG GET was refused.
-  [[nodiscard]] const std::string& maxmemory_policy() const noexcept { return maxmemory_policy_; }
+  /// Every counter at once.
+  [[nodiscard]] RedisStoreStats stats() const noexcept {
+    constexpr auto r = std::memory_order_relaxed;
+    return {commands_sent_.load(r), script_reloads_.load(r), moved_.load(r),     ask_.load(r),
+            retries_.load(r),       refreshes_.load(r),      shortfalls_.load(r)};
+  }
+
+  /// `maxmemory-policy` of the first server, as read on its first connection; empty if
+  /// CONFIG GET was refused.
+  [[nodiscard]] std::string maxmemory_policy() const {
+    const auto p = topology_.kind() == RedisTopology::sentinel ? topology_.pool_for(0)
+                                                               : topology_.pools().front();
+    return p ? p->maxmemory_policy() : std::string();
+  }
+
+  /// The arrangement of servers this store talks to.
+  [[nodiscard]] RedisTopology topology() const noexcept { return topology_.kind(); }
+
+  /// Sentinel: the primary the store writes to now (`host:port`); otherwise "".
+  [[nodiscard]] std::string current_primary() const {
+    return topology_.kind() == RedisTopology::sentinel ? topology_.primary().str() : "";
+  }
 
   /// The Redis key that holds the record of `key`: the prefix followed by `key`.
   [[nodiscard]] std::string storage_key(std::string_view key) const {
@@ -433,11 +251,37 @@ class RedisStore {
 
  private:
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+  enum class Wait { never, if_acquired, always };
 
   static RedisStoreOptions options_for(std::string_view url) {
     RedisStoreOptions o;
     o.url = std::string(url);
     return o;
+  }
+
+  static RedisStoreOptions validated(RedisStoreOptions o) {
+    const auto bad = [](const std::string& why) {
+      detail::raise<InvalidOptionsError>("RedisStoreOptions: " + why);
+    };
+    if (o.pool_size == 0) o.pool_size = 1;
+    if (o.connect_timeout.count() <= 0) bad("connect_timeout must be positive");
+    if (o.command_timeout.count() <= 0) bad("command_timeout must be positive");
+    if (o.replica_acks > 0 &&
+        (o.replica_ack_timeout.count() <= 0 || o.replica_ack_timeout >= o.command_timeout)) {
+      bad("replica_ack_timeout must be positive and below command_timeout (else the WAIT "
+          "would outlast the reply's timeout)");
+    }
+    if (o.replica_acks > 1000) bad("replica_acks is over 1000");
+    return o;
+  }
+
+  static detail::redis::ConnectSettings settings_of(const RedisStoreOptions& o) {
+    detail::redis::ConnectSettings s;
+    s.connect_timeout = o.connect_timeout;
+    s.command_timeout = o.command_timeout;
+    s.pool_size = o.pool_size;
+    s.accept_eviction_policy = o.accept_eviction_policy;
+    return s;
   }
 
   bool finish(const char* op, std::string_view state, std::string_view key, const Token& token,
@@ -446,7 +290,23 @@ class RedisStore {
     const std::string tok = token.to_hex();
     const std::string ttl_ms = detail::redis::millis(ttl);
     std::vector<std::string_view> args{"", "", "1", k, tok, state, payload, ttl_ms};
-    return integer_reply(op, eval(op, finish_, args, npos));
+    long long acks = -1;
+    const detail::redis::ReplyPtr r = eval(op, finish_, k, args, npos, Wait::always, acks);
+    return acked_integer(op, r, acks);
+  }
+
+  // The script's 0/1; a 1 whose WAIT fell short of `replica_acks` throws ReplicaAckError.
+  bool acked_integer(const char* op, const detail::redis::ReplyPtr& r, long long acks) {
+    const bool done = integer_reply(op, r);
+    if (done && short_of_acks(acks)) throw ReplicaAckError(op, acks, options_.replica_acks);
+    return done;
+  }
+
+  bool short_of_acks(long long acks) {
+    if (options_.replica_acks == 0 || acks < 0) return false;
+    if (static_cast<std::size_t>(acks) >= options_.replica_acks) return false;
+    shortfalls_.fetch_add(1, std::memory_order_relaxed);
+    return true;
   }
 
   bool integer_reply(const char* op, const detail::redis::ReplyPtr& r) const {
@@ -460,204 +320,164 @@ class RedisStore {
     detail::raise<StoreError>(std::string(name()), std::string(op), std::move(cause));
   }
 
-  std::string where() const { return endpoint_.host + ":" + std::to_string(endpoint_.port); }
-
-  // EVALSHA; on NOSCRIPT, EVAL (which caches the script again). args[0..1] are filled here;
-  // args[resend_flag] becomes "1" when the command is resent after a lost reply.
+  // EVALSHA (EVAL after a NOSCRIPT), routed, redirected and retried; see `send`.
   detail::redis::ReplyPtr eval(const char* op, const detail::redis::Script& script,
-                               std::vector<std::string_view>& args, std::size_t resend_flag) {
-    args[0] = "EVALSHA";
-    args[1] = script.sha;
-    detail::redis::ReplyPtr r = command(op, args, resend_flag);
-    if (r->type == REDIS_REPLY_ERROR && detail::redis::text(r.get()).substr(0, 8) == "NOSCRIPT") {
-      script_reloads_.fetch_add(1, std::memory_order_relaxed);
-      args[0] = "EVAL";
-      args[1] = script.body;
-      r = command(op, args, resend_flag);
-    }
-    if (r->type == REDIS_REPLY_ERROR) fail_with(op, std::string(detail::redis::text(r.get())));
-    return r;
+                               std::string_view k, std::vector<std::string_view>& args,
+                               std::size_t resend_flag, Wait wait, long long& acks) {
+    return send(op, k, args, resend_flag, &script, wait, acks);
   }
 
-  // One command on a pooled connection, resent once on a fresh connection if a pooled
-  // connection turned out to be broken (not after a timeout).
-  detail::redis::ReplyPtr command(const char* op, std::vector<std::string_view>& args,
-                                  std::size_t resend_flag) {
-    bool fresh = false;
-    detail::redis::ContextPtr c = checkout(op, false, fresh);
-    // the argument vectors on the stack for the store's own commands (at most 8 arguments)
-    constexpr std::size_t inline_args = 12;
-    std::array<const char*, inline_args> argv_inline{};
-    std::array<std::size_t, inline_args> lens_inline{};
-    std::vector<const char*> argv_heap;
-    std::vector<std::size_t> lens_heap;
-    const char** argv = argv_inline.data();
-    std::size_t* lens = lens_inline.data();
-    if (args.size() > inline_args) {
-      argv_heap.resize(args.size());
-      lens_heap.resize(args.size());
-      argv = argv_heap.data();
-      lens = lens_heap.data();
-    }
-    for (int attempt = 0;; ++attempt) {
-      for (std::size_t i = 0; i < args.size(); ++i) {
-        argv[i] = args[i].data();
-        lens[i] = args[i].size();
-      }
-      commands_sent_.fetch_add(1, std::memory_order_relaxed);
-      errno = 0;
-      void* raw = redisCommandArgv(c.get(), static_cast<int>(args.size()), argv, lens);
-      const int saved_errno = errno;
-      if (raw != nullptr) {
-        checkin(std::move(c));
-        return detail::redis::ReplyPtr(static_cast<redisReply*>(raw));
-      }
-      const bool timed_out =
-          c->err == REDIS_ERR_IO && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK);
-      std::string cause = c->err == REDIS_ERR_EOF ? std::string("connection closed by server")
-                                                  : std::string(c->errstr);
-      if (timed_out) cause = "no reply within the command timeout (" + cause + ")";
-      discard(std::move(c));
-      if (timed_out || fresh || attempt > 0) fail_with(op, cause + " [" + where() + "]");
-      if (resend_flag != npos) args[resend_flag] = "1";
-      c = checkout(op, true, fresh);
-    }
+  static bool acquired(const redisReply* r) noexcept {
+    return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+           r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len == 1 &&
+           r->element[0]->str[0] == 'a';
   }
 
-  detail::redis::ContextPtr checkout(const char* op, bool force_fresh, bool& fresh) {
-    {
-      std::unique_lock lock(mutex_);
-      if (!force_fresh) {
-        cv_.wait(lock, [&] { return !idle_.empty() || open_ < options_.pool_size; });
-        if (!idle_.empty()) {
-          detail::redis::ContextPtr c = std::move(idle_.back());
-          idle_.pop_back();
-          fresh = false;
-          return c;
+  // Where a MOVED/ASK reply points: "MOVED <slot> <host>:<port>".
+  static bool redirect_target(std::string_view t, RedisAddress& a) {
+    const auto space = t.rfind(' ');
+    if (space == std::string_view::npos) return false;
+    const std::string_view hp = t.substr(space + 1);
+    const auto colon = hp.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) return false;
+    a.host = std::string(hp.substr(0, colon));
+    const std::string_view port = hp.substr(colon + 1);
+    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), a.port);
+    return ec == std::errc() && end == port.data() + port.size();
+  }
+
+  static bool starts(std::string_view t, std::string_view p) noexcept {
+    return t.substr(0, p.size()) == p;
+  }
+
+  // One command (a script when `script` is set: args[0..1] are filled here) for storage key
+  // `k`, on the server that serves it, with WAIT added per `wait`. Follows MOVED and ASK,
+  // retries TRYAGAIN / CLUSTERDOWN / LOADING / MASTERDOWN (and, on a cluster or Sentinel,
+  // READONLY and a lost server, learning the topology again) with backoff until
+  // `command_timeout` has passed. args[resend_flag] becomes "1" once the command may have run.
+  detail::redis::ReplyPtr send(const char* op, std::string_view k,
+                               std::vector<std::string_view>& args, std::size_t resend_flag,
+                               const detail::redis::Script* script, Wait wait, long long& acks) {
+    using Clock = std::chrono::steady_clock;
+    using detail::redis::Io;
+    const bool routed = topology_.kind() != RedisTopology::single;
+    const std::uint16_t slot =
+        topology_.kind() == RedisTopology::cluster ? detail::redis::key_slot(k) : 0;
+    const std::array<std::string_view, 1> asking{"ASKING"};
+    const std::array<std::string_view, 3> wait_cmd{"WAIT", acks_, ack_ms_};
+    const bool waits = options_.replica_acks > 0 && wait != Wait::never;
+    Clock::time_point deadline{};
+    std::shared_ptr<detail::redis::Pool> ask_pool;
+    bool use_eval = false;
+    bool force_fresh = false;
+    bool resent_fresh = false;
+    int redirects = 0;
+    auto backoff = std::chrono::milliseconds(5);
+    detail::redis::Batch b;
+    for (;;) {
+      const std::uint64_t generation = topology_.generation();
+      std::shared_ptr<detail::redis::Pool> pool = ask_pool ? ask_pool : topology_.pool_for(slot);
+      std::string cause;
+      bool refresh = false;
+      if (pool) {
+        if (script != nullptr) {
+          args[0] = use_eval ? "EVAL" : "EVALSHA";
+          args[1] = use_eval ? std::string_view(script->body) : std::string_view(script->sha);
+        }
+        b.clear();
+        if (ask_pool) b.add(asking);
+        b.add(args);
+        if (waits && wait == Wait::always) b.add(wait_cmd);
+        if (waits && wait == Wait::if_acquired) {
+          b.follow_up = wait_cmd;
+          b.follow_if = &RedisStore::acquired;
+        }
+        bool fresh = false;
+        const Io io = pool->run(op, b, force_fresh, fresh, cause);
+        force_fresh = false;
+        if (io == Io::ok) {
+          const detail::redis::ReplyPtr& main = b.replies[ask_pool ? 1 : 0];
+          if (main->type != REDIS_REPLY_ERROR) {
+            const detail::redis::ReplyPtr& w =
+                wait == Wait::always && waits ? b.replies[b.count - 1] : b.follow_reply;
+            acks = w && w->type == REDIS_REPLY_INTEGER ? w->integer : (waits && w ? 0 : -1);
+            return std::move(b.replies[ask_pool ? 1 : 0]);
+          }
+          const std::string_view t = detail::redis::text(main.get());
+          RedisAddress to;
+          if (starts(t, "NOSCRIPT") && script != nullptr && !use_eval) {
+            script_reloads_.fetch_add(1, std::memory_order_relaxed);
+            use_eval = true;
+            continue;
+          }
+          if ((starts(t, "MOVED ") || starts(t, "ASK ")) && redirect_target(t, to) &&
+              ++redirects <= 16) {
+            if (t[0] == 'M') {
+              moved_.fetch_add(1, std::memory_order_relaxed);
+              topology_.moved(slot, to);
+              ask_pool.reset();
+            } else {
+              ask_.fetch_add(1, std::memory_order_relaxed);
+              ask_pool = topology_.pool_at(to);
+            }
+            continue;
+          }
+          const bool transient = starts(t, "TRYAGAIN") || starts(t, "CLUSTERDOWN") ||
+                                 starts(t, "LOADING") || starts(t, "MASTERDOWN") ||
+                                 (routed && starts(t, "READONLY"));
+          if (!transient) fail_with(op, std::string(t) + " [" + pool->where() + "]");
+          cause = std::string(t) + " [" + pool->where() + "]";
+          refresh = routed && !starts(t, "TRYAGAIN") && !starts(t, "LOADING");
+        } else {
+          if (io == Io::timed_out) fail_with(op, cause);
+          if (io == Io::broken && resend_flag != npos) args[resend_flag] = "1";
+          if (io == Io::broken && !fresh && !resent_fresh) {
+            // a pooled connection was stale (a restart, a failover): once, on a fresh one
+            resent_fresh = true;
+            force_fresh = true;
+            retries_.fetch_add(1, std::memory_order_relaxed);
+            continue;
+          }
+          if (!routed) fail_with(op, cause);
+          refresh = true;
         }
       } else {
-        cv_.wait(lock, [&] { return open_ < options_.pool_size; });
+        cause = "no master serves slot " + std::to_string(slot);
+        refresh = true;
       }
-      ++open_;
-    }
-    fresh = true;
-    try {
-      return connect(op);
-    } catch (...) {
-      std::lock_guard lock(mutex_);
-      --open_;
-      cv_.notify_one();
-      throw;
-    }
-  }
-
-  void checkin(detail::redis::ContextPtr c) {
-    {
-      std::lock_guard lock(mutex_);
-      idle_.push_back(std::move(c));
-    }
-    cv_.notify_one();
-  }
-
-  // The connection broke: close it, and the idle ones too (after a server restart or a
-  // failover they are all broken; they would each cost a caller an error).
-  void discard(detail::redis::ContextPtr c) {
-    std::vector<detail::redis::ContextPtr> stale;
-    {
-      std::lock_guard lock(mutex_);
-      stale.swap(idle_);
-      open_ -= stale.size() + 1;
-    }
-    cv_.notify_all();
-    c.reset();
-    stale.clear();
-  }
-
-  detail::redis::ContextPtr connect(const char* op) {
-    redisContext* raw =
-        redisConnectWithTimeout(endpoint_.host.c_str(), endpoint_.port,
-                                detail::redis::to_timeval(options_.connect_timeout));
-    if (raw == nullptr) fail_with(op, "cannot allocate a hiredis context [" + where() + "]");
-    detail::redis::ContextPtr c(raw);
-    if (c->err != 0) fail_with(op, "connect: " + std::string(c->errstr) + " [" + where() + "]");
-    if (redisSetTimeout(c.get(), detail::redis::to_timeval(options_.command_timeout)) != 0) {
-      fail_with(op, "set command timeout: " + std::string(c->errstr));
-    }
-    (void)redisEnableKeepAlive(c.get());
-    if (!endpoint_.password.empty()) {
-      std::vector<std::string_view> args{"AUTH"};
-      if (!endpoint_.user.empty()) args.emplace_back(endpoint_.user);
-      args.emplace_back(endpoint_.password);
-      const detail::redis::ReplyPtr r = raw_command(c, op, args);
-      if (r->type == REDIS_REPLY_ERROR) {
-        fail_with(op, "AUTH: " + std::string(detail::redis::text(r.get())));
+      // wait, learn the topology again if the failure says it changed, and retry
+      const Clock::time_point now = Clock::now();
+      if (deadline == Clock::time_point{}) deadline = now + options_.command_timeout;
+      if (now + backoff >= deadline) {
+        fail_with(op, cause + " (still failing after retrying for the command timeout)");
+      }
+      ask_pool.reset();
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(200));
+      retries_.fetch_add(1, std::memory_order_relaxed);
+      if (refresh) {
+        std::string why;
+        refreshes_.fetch_add(1, std::memory_order_relaxed);
+        (void)topology_.refresh(generation, why);
       }
     }
-    if (endpoint_.db != 0) {
-      const std::string db = std::to_string(endpoint_.db);
-      const std::vector<std::string_view> args{"SELECT", db};
-      const detail::redis::ReplyPtr r = raw_command(c, op, args);
-      if (r->type == REDIS_REPLY_ERROR) {
-        fail_with(op, "SELECT " + db + ": " + std::string(detail::redis::text(r.get())));
-      }
-    }
-    return c;
-  }
-
-  // A command on a connection the caller owns; an I/O failure throws.
-  detail::redis::ReplyPtr raw_command(const detail::redis::ContextPtr& c, const char* op,
-                                      const std::vector<std::string_view>& args) {
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    for (const auto a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    commands_sent_.fetch_add(1, std::memory_order_relaxed);
-    void* raw = redisCommandArgv(c.get(), static_cast<int>(argv.size()), argv.data(), lens.data());
-    if (raw == nullptr) fail_with(op, std::string(c->errstr) + " [" + where() + "]");
-    return detail::redis::ReplyPtr(static_cast<redisReply*>(raw));
-  }
-
-  void check_eviction_policy(const detail::redis::ContextPtr& c) {
-    const std::vector<std::string_view> args{"CONFIG", "GET", "maxmemory-policy"};
-    const detail::redis::ReplyPtr r = raw_command(c, "check maxmemory-policy", args);
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[1]->type == REDIS_REPLY_STRING) {
-      maxmemory_policy_ = std::string(detail::redis::text(r->element[1]));
-    }
-    if (options_.accept_eviction_policy || maxmemory_policy_ == "noeviction") return;
-    if (maxmemory_policy_.empty()) {
-      const std::string why = r->type == REDIS_REPLY_ERROR
-                                  ? std::string(detail::redis::text(r.get()))
-                                  : std::string("unexpected reply");
-      fail_with("check maxmemory-policy",
-                "CONFIG GET maxmemory-policy failed: " + why +
-                    " -- CONFIG is disabled, renamed or not permitted on this server, so the "
-                    "store cannot verify that records are never evicted. Make sure the policy "
-                    "is noeviction, then set RedisStoreOptions::accept_eviction_policy = true");
-    }
-    fail_with("check maxmemory-policy",
-              "maxmemory-policy is " + maxmemory_policy_ +
-                  ": Redis may evict in-flight or completed records and operations would run "
-                  "again. Use noeviction, or set RedisStoreOptions::accept_eviction_policy = true "
-                  "to accept the risk");
   }
 
   RedisStoreOptions options_;
-  RedisEndpoint endpoint_;
-  std::string maxmemory_policy_{};
+  std::atomic<std::uint64_t> commands_sent_{0};
+  detail::redis::Topology topology_;
+  std::string acks_;
+  std::string ack_ms_;
   detail::redis::Script claim_{detail::redis::claim_script, {}};
   detail::redis::Script finish_{detail::redis::finish_script, {}};
   detail::redis::Script release_{detail::redis::release_script, {}};
   detail::redis::Script renew_{detail::redis::renew_script, {}};
-
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::vector<detail::redis::ContextPtr> idle_;
-  std::size_t open_ = 0;
-  std::atomic<std::uint64_t> commands_sent_{0};
   std::atomic<std::uint64_t> script_reloads_{0};
+  std::atomic<std::uint64_t> moved_{0};
+  std::atomic<std::uint64_t> ask_{0};
+  std::atomic<std::uint64_t> retries_{0};
+  std::atomic<std::uint64_t> refreshes_{0};
+  std::atomic<std::uint64_t> shortfalls_{0};
 };
 
 static_assert(Store<RedisStore>, "RedisStore must satisfy idempotency::Store");
