@@ -30,6 +30,7 @@ struct Config {
   std::string json_path;
   std::set<std::string> only; ///< case groups to run; empty = all
   std::string redis_url;
+  std::string redis_cluster_url; ///< --redis-cluster URL: the cluster case
   std::string postgres_conninfo;
   std::optional<int> rtt_us;     ///< --rtt-us N: the only round-trip time the network cases use
   int reps = 5;                  ///< interleaved repetitions per pair (never fewer than 5)
@@ -174,14 +175,15 @@ double allocations_per_op(std::size_t calls, const std::function<void(std::size_
 
 inline const std::string kNoFingerprint;
 
-void bench_memory(const Config& cfg);    // memory.cpp
-void bench_sweep(const Config& cfg);     // memory.cpp
-void bench_in_memory(const Config& cfg); // inmemory.cpp
-void bench_executor(const Config& cfg);  // executor.cpp
-void bench_cache(const Config& cfg);     // cache.cpp
-void bench_redis(const Config& cfg);     // redis.cpp
-void bench_sqlite(const Config& cfg);    // sqlite.cpp
-void bench_postgres(const Config& cfg);  // postgres.cpp
-void bench_compile(const Config& cfg);   // compile.cpp
+void bench_memory(const Config& cfg);        // memory.cpp
+void bench_sweep(const Config& cfg);         // memory.cpp
+void bench_in_memory(const Config& cfg);     // inmemory.cpp
+void bench_executor(const Config& cfg);      // executor.cpp
+void bench_cache(const Config& cfg);         // cache.cpp
+void bench_redis(const Config& cfg);         // redis.cpp
+void bench_redis_cluster(const Config& cfg); // redis_cluster.cpp
+void bench_sqlite(const Config& cfg);        // sqlite.cpp
+void bench_postgres(const Config& cfg);      // postgres.cpp
+void bench_compile(const Config& cfg);       // compile.cpp
 
 } // namespace bench

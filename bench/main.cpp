@@ -7,7 +7,7 @@
 // the ratio of medians with the min–median–max of each side; absolute times are shown, never
 // asserted. Each target is data in its case and `met` is computed. See docs/bench.md.
 //
-//   idempotency_bench [--quick] [--json FILE] [--only CASE,...] [--redis URL]
+//   idempotency_bench [--quick] [--json FILE] [--only CASE,...] [--redis URL] [--redis-cluster URL]
 //                     [--postgres CONNINFO] [--rtt-us N]
 #include "common.hpp"
 
@@ -102,22 +102,29 @@ using bench::Config;
 
 // memory first: RSS deltas are only meaningful before other cases grew the heap
 const std::pair<const char*, void (*)(const Config&)> kCases[] = {
-    {"memory", bench::bench_memory},      {"sweep", bench::bench_sweep},
-    {"inmemory", bench::bench_in_memory}, {"executor", bench::bench_executor},
-    {"cache", bench::bench_cache},        {"redis", bench::bench_redis},
-    {"sqlite", bench::bench_sqlite},      {"postgres", bench::bench_postgres},
+    {"memory", bench::bench_memory},
+    {"sweep", bench::bench_sweep},
+    {"inmemory", bench::bench_in_memory},
+    {"executor", bench::bench_executor},
+    {"cache", bench::bench_cache},
+    {"redis", bench::bench_redis},
+    {"redis_cluster", bench::bench_redis_cluster},
+    {"sqlite", bench::bench_sqlite},
+    {"postgres", bench::bench_postgres},
     {"compile", bench::bench_compile}};
 
 int usage(const char* argv0) {
-  std::fprintf(stderr,
-               "usage: %s [--quick] [--json FILE] [--only CASE,...] [--redis URL] "
-               "[--postgres CONNINFO] [--rtt-us N]\n  CASE:",
-               argv0);
+  std::fprintf(
+      stderr,
+      "usage: %s [--quick] [--json FILE] [--only CASE,...] [--redis URL] [--redis-cluster URL] "
+      "[--postgres CONNINFO] [--rtt-us N]\n  CASE:",
+      argv0);
   for (const auto& c : kCases) std::fprintf(stderr, " %s", c.first);
   std::fprintf(stderr,
                "\n  --rtt-us N: run the network cases at this round-trip time only (0 = "
                "loopback); default: loopback, 500, 1000 (--quick: loopback, 1000)\n"
-               "  env: IDEMPOTENCY_BENCH_REDIS, IDEMPOTENCY_BENCH_POSTGRES\n");
+               "  env: IDEMPOTENCY_BENCH_REDIS, IDEMPOTENCY_BENCH_REDIS_CLUSTER, "
+               "IDEMPOTENCY_BENCH_POSTGRES\n");
   return 2;
 }
 
@@ -132,6 +139,7 @@ bool known_case(const std::string& name) {
 int main(int argc, char** argv) {
   Config cfg;
   if (const char* e = std::getenv("IDEMPOTENCY_BENCH_REDIS")) cfg.redis_url = e;
+  if (const char* e = std::getenv("IDEMPOTENCY_BENCH_REDIS_CLUSTER")) cfg.redis_cluster_url = e;
   if (const char* e = std::getenv("IDEMPOTENCY_BENCH_POSTGRES")) cfg.postgres_conninfo = e;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
@@ -142,6 +150,8 @@ int main(int argc, char** argv) {
       cfg.json_path = argv[++i];
     } else if (a == "--redis" && has_value) {
       cfg.redis_url = argv[++i];
+    } else if (a == "--redis-cluster" && has_value) {
+      cfg.redis_cluster_url = argv[++i];
     } else if (a == "--postgres" && has_value) {
       cfg.postgres_conninfo = argv[++i];
     } else if (a == "--rtt-us" && has_value) {

@@ -305,6 +305,92 @@ TEST_CASE("RedisEndpoint parses redis:// URLs", "[redis][url]") {
   }
 }
 
+TEST_CASE("RedisUrl parses unix://, redis+cluster:// and redis+sentinel:// URLs", "[redis][url]") {
+  using idempotency::RedisTopology;
+  using idempotency::RedisUrl;
+  const RedisUrl u = RedisUrl::parse("unix:///run/redis/redis.sock");
+  CHECK(u.topology == RedisTopology::single);
+  REQUIRE(u.nodes.size() == 1);
+  CHECK(u.nodes[0].unix_path == "/run/redis/redis.sock");
+  const RedisUrl u2 = RedisUrl::parse("unix://:pw@/tmp/r.sock?db=3");
+  CHECK(u2.password == "pw");
+  CHECK(u2.db == 3);
+  CHECK(u2.nodes[0].unix_path == "/tmp/r.sock");
+  const RedisUrl c = RedisUrl::parse("redis+cluster://app:pw@10.0.0.1:7000,10.0.0.2:7001");
+  CHECK(c.topology == RedisTopology::cluster);
+  REQUIRE(c.nodes.size() == 2);
+  CHECK(c.nodes[1].host == "10.0.0.2");
+  CHECK(c.nodes[1].port == 7001);
+  CHECK(c.user == "app");
+  const RedisUrl s = RedisUrl::parse("redis+sentinel://s1,s2:26380/mymaster/4");
+  CHECK(s.topology == RedisTopology::sentinel);
+  REQUIRE(s.nodes.size() == 2);
+  CHECK(s.nodes[0].port == 26379);
+  CHECK(s.nodes[1].port == 26380);
+  CHECK(s.master_name == "mymaster");
+  CHECK(s.db == 4);
+  for (const char* bad : {"unix://relative.sock", "unix:///x.sock?foo=1", "redis+cluster://h:1/2",
+                          "redis+sentinel://h:1", "redis+sentinel://h:1/", "redis://a:1,b:2",
+                          "redis+cluster://", "redis+cluster://h:1,,h:2"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(RedisUrl::parse(bad), StoreError);
+  }
+  try {
+    (void)RedisUrl::parse("rediss://:pw@h:6380");
+    FAIL("no throw");
+  } catch (const StoreError& e) {
+    CHECK(std::string(e.what()).find("stunnel") != std::string::npos);
+  }
+}
+
+TEST_CASE("RedisStoreOptions are validated: a typed error, no store", "[redis][options]") {
+  RedisStoreOptions o = options_with(fixture_url(), unique_prefix("options"));
+  o.replica_acks = 1;
+  o.replica_ack_timeout = o.command_timeout; // would outlast the reply's timeout
+  CHECK_THROWS_AS(RedisStore(o), idempotency::InvalidOptionsError);
+  o.replica_ack_timeout = 0ms;
+  CHECK_THROWS_AS(RedisStore(o), idempotency::InvalidOptionsError);
+  o = options_with(fixture_url(), unique_prefix("options"));
+  o.command_timeout = 0ms;
+  CHECK_THROWS_AS(RedisStore(o), idempotency::InvalidOptionsError);
+}
+
+TEST_CASE("replica_acks on a server without replicas: ReplicaAckError, the claim is given back",
+          "[redis][replica_acks]") {
+  RedisStoreOptions o = options_with(fixture_url(), unique_prefix("acks"));
+  o.replica_acks = 1;
+  o.replica_ack_timeout = 100ms;
+  RedisStore store(o);
+  RawRedis raw(fixture_url());
+  try {
+    (void)store.claim("k", "fp", 10s);
+    FAIL("no throw");
+  } catch (const idempotency::ReplicaAckError& e) {
+    CHECK(e.acknowledged() == 0);
+    CHECK(e.required() == 1);
+    CHECK(e.code() == idempotency::errc::store_failure);
+  }
+  CHECK(raw.run({"EXISTS", store.storage_key("k")}) == "0"); // released: a retry may claim
+  CHECK(store.stats().replica_ack_shortfalls == 1);
+  // a replay never waits: a record finished by a store without acks is served at once
+  RedisStoreOptions plain = o;
+  plain.replica_acks = 0;
+  RedisStore writer(plain);
+  const auto c = writer.claim("done", "fp", 10s);
+  REQUIRE(c.acquired());
+  REQUIRE(writer.complete("done", c.token, "v", 60s));
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = store.claim("done", "fp", 10s);
+  CHECK(r.status == ClaimStatus::completed);
+  CHECK(std::chrono::steady_clock::now() - t0 < 100ms);
+  // complete: applied on the server, reported as not acknowledged; a resend is the same
+  const auto d = writer.claim("late", "fp", 10s);
+  REQUIRE(d.acquired());
+  CHECK_THROWS_AS(store.complete("late", d.token, "v", 60s), idempotency::ReplicaAckError);
+  CHECK_THROWS_AS(store.complete("late", d.token, "v", 60s), idempotency::ReplicaAckError);
+  CHECK(raw.run({"HGET", store.storage_key("late"), "s"}) == "c");
+}
+
 TEST_CASE("an unreachable server is a typed StoreError naming the operation", "[redis]") {
   RedisStoreOptions o;
   o.url = "redis://127.0.0.1:" + std::to_string(free_port());

@@ -125,7 +125,9 @@ class RedisStore {
       if (short_of_acks(acks)) {
         // nothing runs on a claim that a failover may forget: give it back, then say so
         try {
-          (void)release(key, token);
+          std::vector<std::string_view> rel{"", "", "1", k, tok, "0"};
+          long long ignored = -1;
+          (void)eval("release", release_, k, rel, 5, Wait::never, ignored);
         } catch (const Error&) { // NOLINT(bugprone-empty-catch): the lease ends it anyway
         }
         throw ReplicaAckError("claim", acks, options_.replica_acks);
@@ -366,7 +368,7 @@ class RedisStore {
     const std::array<std::string_view, 1> asking{"ASKING"};
     const std::array<std::string_view, 3> wait_cmd{"WAIT", acks_, ack_ms_};
     const bool waits = options_.replica_acks > 0 && wait != Wait::never;
-    Clock::time_point deadline{};
+    const Clock::time_point deadline = Clock::now() + options_.command_timeout;
     std::shared_ptr<detail::redis::Pool> ask_pool;
     bool use_eval = false;
     bool force_fresh = false;
@@ -446,9 +448,7 @@ class RedisStore {
         refresh = true;
       }
       // wait, learn the topology again if the failure says it changed, and retry
-      const Clock::time_point now = Clock::now();
-      if (deadline == Clock::time_point{}) deadline = now + options_.command_timeout;
-      if (now + backoff >= deadline) {
+      if (Clock::now() + backoff >= deadline) {
         fail_with(op, cause + " (still failing after retrying for the command timeout)");
       }
       ask_pool.reset();
