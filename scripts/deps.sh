@@ -7,7 +7,7 @@ set -euo pipefail
 what="${1:-all}"
 pkgs=(cmake ninja-build g++ pkg-config libfmt-dev nlohmann-json3-dev libsqlite3-dev)
 if [[ "$what" == all ]]; then
-  pkgs+=(clang libclang-rt-14-dev clang-format catch2 libhiredis-dev redis-server libpq-dev postgresql spin libcpp-httplib-dev curl stunnel4 openssl)
+  pkgs+=(clang libclang-rt-14-dev libc++-14-dev libc++abi-14-dev clang-format catch2 libhiredis-dev redis-server libpq-dev postgresql spin libcpp-httplib-dev curl stunnel4 openssl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

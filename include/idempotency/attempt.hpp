@@ -11,6 +11,7 @@
 #include <idempotency/errors.hpp>
 #include <idempotency/observer.hpp>
 #include <idempotency/options.hpp>
+#include <idempotency/stop_token.hpp>
 #include <idempotency/store.hpp>
 
 #include <algorithm>
@@ -18,7 +19,6 @@
 #include <exception>
 #include <memory>
 #include <optional>
-#include <stop_token>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -85,8 +85,8 @@ class OwnerGuard {
 
   /// With lease renewal: requested when the renewal timer finds the claim lost (the operation
   /// should stop; its result will not be recorded). Without renewal it is never requested.
-  [[nodiscard]] std::stop_token stop_token() const noexcept {
-    return renewal_ ? renewal_->stop.get_token() : std::stop_token{};
+  [[nodiscard]] idempotency::stop_token stop_token() const noexcept {
+    return renewal_ ? renewal_->stop.get_token() : idempotency::stop_token{};
   }
 
   /// True once the renewal timer found the claim taken over or gone.

@@ -16,6 +16,7 @@
 #include <idempotency/key.hpp>
 #include <idempotency/observer.hpp>
 #include <idempotency/options.hpp>
+#include <idempotency/stop_token.hpp>
 #include <idempotency/store.hpp>
 
 #include <algorithm>
@@ -28,7 +29,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <stop_token>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -116,8 +116,10 @@ class IdempotencyExecutor {
   }
 
   /// Runs `fn(args...)` once per key and returns its result; retries get the stored result.
-  /// `fn` may take a `std::stop_token` first: with lease renewal it is stopped when the lease
-  /// is lost (when `fn` can be called both ways, it is called without).
+  /// `fn` may take an `idempotency::stop_token` first: with lease renewal it is stopped when the
+  /// lease is lost (when `fn` can be called both ways, it is called without). That is
+  /// `std::stop_token` where the standard library has one; write `idempotency::stop_token` to
+  /// build on libc++ before 17 as well (<idempotency/stop_token.hpp>).
   template <class F, class... Args>
     requires detail::Operation<F, Args...>
   auto execute(std::string_view key, F&& fn, Args&&... args)

@@ -3,9 +3,9 @@
 #pragma once
 
 // The umbrella header: the executor, the Store concept, the in-memory store, errors,
-// formatters, the observer, the retry helper and the JSON codec (nlohmann_json). Store adapters
-// over a client library have headers of their own under idempotency/stores/ (sqlite_store.hpp,
-// redis_store.hpp, postgres_store.hpp).
+// formatters, the observer, the retry helper, the stop token and the JSON codec
+// (nlohmann_json). Store adapters over a client library have headers of their own under
+// idempotency/stores/ (sqlite_store.hpp, redis_store.hpp, postgres_store.hpp).
 
 #include <idempotency/attempt.hpp>
 #include <idempotency/codec.hpp>
@@ -20,6 +20,7 @@
 #include <idempotency/observer.hpp>
 #include <idempotency/options.hpp>
 #include <idempotency/retry.hpp>
+#include <idempotency/stop_token.hpp>
 #include <idempotency/store.hpp>
 #include <idempotency/stores/in_memory_store.hpp>
 

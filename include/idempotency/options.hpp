@@ -120,7 +120,8 @@ struct Options {
   /// Largest encoded result; a larger one throws `PayloadTooLargeError` and is stored nowhere.
   std::size_t max_payload = default_max_payload;
   /// Renew the lease at about `lease / 3` while the operation runs (one timer thread per
-  /// executor). An operation taking a `std::stop_token` first is told when the lease is lost.
+  /// executor). An operation taking an `idempotency::stop_token` first is told when the lease is
+  /// lost.
   bool renew_lease = false;
   /// Per returned value: `record` it (the default when unset) or `release` the key. It sees
   /// the value as it would be stored (its JSON), so one classifier serves every result type

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: MIT
 # Copyright (c) 2026 The idempotency authors
-# cmake -DCXX=… -DINCLUDE=… -DSOURCE=… -P check_no_headers.cmake
+# cmake -DCXX=… [-DFLAGS=…] -DINCLUDE=… -DSOURCE=… -P check_no_headers.cmake
 # Compiles SOURCE with -H (which lists every header parsed) and fails if one of them is under
 # nlohmann/ or fmt/: the core with the in-memory store and a codec of one's own needs neither.
-execute_process(COMMAND "${CXX}" -std=c++20 -fsyntax-only -H -I${INCLUDE} "${SOURCE}"
+separate_arguments(flags UNIX_COMMAND "${FLAGS}")
+execute_process(COMMAND "${CXX}" ${flags} -std=c++20 -fsyntax-only -H -I${INCLUDE} "${SOURCE}"
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${SOURCE} does not compile:\n${err}")

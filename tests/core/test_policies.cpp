@@ -14,7 +14,6 @@
 #include <chrono>
 #include <functional>
 #include <stdexcept>
-#include <stop_token>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -292,7 +291,7 @@ TEST_CASE("renewal on: an operation running for 3 leases keeps its claim", "[pol
     }
   });
   bool stop_seen = false;
-  const int v = exec.execute("long", [&](std::stop_token st) {
+  const int v = exec.execute("long", [&](idempotency::stop_token st) {
     started.store(true);
     const auto until = std::chrono::steady_clock::now() + 1800ms;
     while (std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(10ms);
@@ -351,7 +350,7 @@ TEST_CASE("renewal: one stalled renew does not delay another key's renewals past
   IdempotencyExecutor exec{store, {.lease = 300ms, .renew_lease = true}};
   std::atomic<bool> both_running{false};
   std::atomic<int> started{0};
-  const auto long_op = [&](std::stop_token) {
+  const auto long_op = [&](idempotency::stop_token) {
     started.fetch_add(1);
     std::this_thread::sleep_for(1200ms);
     return 1;
@@ -397,7 +396,7 @@ TEST_CASE("renewal off: a second caller takes over after one lease, the first ge
   int rival_value = 0;
   bool stop_possible = true;
   CHECK_THROWS_AS(exec.execute("slow",
-                               [&](std::stop_token st) {
+                               [&](idempotency::stop_token st) {
                                  stop_possible = st.stop_possible();
                                  clock.advance(11s); // one lease passes, nobody renews
                                  rival_value = rival.execute("slow", [] { return 2; });
@@ -418,7 +417,7 @@ TEST_CASE("renewal: an operation taking a stop_token is told when the lease is l
   bool stopped = false;
   bool took_over = false;
   try {
-    (void)exec.execute("lost", [&](std::stop_token st) {
+    (void)exec.execute("lost", [&](idempotency::stop_token st) {
       clock.advance(1s);                                  // the lease passed in the store's time
       took_over = store.claim("lost", "", 60s).took_over; // and another caller took the key
       stopped = eventually([&] { return st.stop_requested(); });

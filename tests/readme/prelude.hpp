@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <stdexcept>
-#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>

@@ -8,6 +8,7 @@
 // destructor.
 
 #include <idempotency/observer.hpp>
+#include <idempotency/stop_token.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -17,7 +18,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <stop_token>
 #include <string>
 #include <thread>
 #include <utility>
@@ -31,7 +31,7 @@ struct LeaseEntry {
   std::chrono::milliseconds interval{};
   std::string key{};
   Observer* observer = nullptr;
-  std::stop_source stop{};
+  idempotency::stop_source stop{};
   std::atomic<bool> lost{false};
   // guarded by the renewer's mutex
   std::chrono::steady_clock::time_point due{};

@@ -6,12 +6,12 @@
 // that cannot be stored.
 
 #include <idempotency/codec.hpp>
+#include <idempotency/stop_token.hpp>
 #include <idempotency/store.hpp>
 
 #include <concepts>
 #include <functional>
 #include <memory>
-#include <stop_token>
 #include <type_traits>
 #include <utility>
 
@@ -22,14 +22,15 @@ struct NotRecorded {};
 template <class F, class... Args>
 using result_of_t = std::remove_cvref_t<std::invoke_result_t<F, Args...>>;
 
-/// An operation that takes a `std::stop_token` first (and cannot be called without it).
+/// An operation that takes an `idempotency::stop_token` first (and cannot be called without it).
 template <class F, class... Args>
 concept StopTokenOperation =
-    std::invocable<F&, std::stop_token, Args...> && !std::invocable<F&, Args...>;
+    std::invocable<F&, idempotency::stop_token, Args...> && !std::invocable<F&, Args...>;
 
 /// What `execute` accepts: `fn(args...)` or `fn(stop_token, args...)`.
 template <class F, class... Args>
-concept Operation = std::invocable<F&, Args...> || std::invocable<F&, std::stop_token, Args...>;
+concept Operation =
+    std::invocable<F&, Args...> || std::invocable<F&, idempotency::stop_token, Args...>;
 
 // No `type` unless F is an operation, so a non-operation fails softly (overload resolution).
 template <class F, class... Args>
@@ -42,7 +43,7 @@ struct operation_result<F, Args...> {
 template <class F, class... Args>
   requires StopTokenOperation<F, Args...>
 struct operation_result<F, Args...> {
-  using type = result_of_t<F&, std::stop_token, Args...>;
+  using type = result_of_t<F&, idempotency::stop_token, Args...>;
 };
 template <class F, class... Args>
 using operation_result_t = typename operation_result<F, Args...>::type;

@@ -1,0 +1,139 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The idempotency authors
+# cmake -DCXX=<g++|clang++> [-DEXTRA=-stdlib=libc++] -DSTD=<c++20|c++2b> -DSOURCE=<repo>
+#       -DWORK=<dir> -P strict_warnings.cmake
+# A user's own warning flags never trip over our headers: one translation unit includes every
+# public header under include/idempotency (found here, so a new header is covered at once) and
+# strict_warnings.cpp instantiates the executor; it must compile with the flags below.
+# A header needing an optional library (SQLite3, hiredis, libpq, cpp-httplib, Catch2) whose
+# headers are not installed is left out with a visible SKIPPED (the test then reports skipped),
+# or fails the test when IDEMPOTENCY_REQUIRE_SERVERS is set (CI).
+cmake_minimum_required(VERSION 3.23)
+set(flags -Wall -Wextra -Wpedantic -Wconversion -Wsign-conversion -Wshadow -Wold-style-cast
+          -Werror)
+set(require "$ENV{IDEMPOTENCY_REQUIRE_SERVERS}")
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+
+separate_arguments(extra UNIX_COMMAND "${EXTRA}")
+find_program(compiler NAMES "${CXX}" NO_CACHE)
+if(compiler)
+  # the compiler with its standard library (libc++ needs libc++-14-dev)
+  file(WRITE "${WORK}/probe_compiler.cpp" "#include <version>\n#include <string>\n")
+  execute_process(COMMAND "${compiler}" ${extra} -std=${STD} -fsyntax-only
+                          "${WORK}/probe_compiler.cpp" RESULT_VARIABLE rc OUTPUT_QUIET ERROR_QUIET)
+endif()
+if(NOT compiler OR NOT rc EQUAL 0)
+  if(require)
+    message(FATAL_ERROR "${CXX} ${EXTRA} is required (IDEMPOTENCY_REQUIRE_SERVERS) but does not "
+                        "work here")
+  endif()
+  message("SKIPPED: ${CXX} ${EXTRA} does not work here "
+          "(set IDEMPOTENCY_REQUIRE_SERVERS=1 to make this a failure)")
+  return()
+endif()
+find_program(pkg_config NAMES pkg-config pkgconf NO_CACHE)
+
+# Does <header> compile with the optional library's flags (pkg-config module, or none)?
+# Sets <out_cflags> (its -I as -isystem, as a CMake imported target would) and <out_found>.
+function(probe_dependency header module out_found out_cflags)
+  set(cflags)
+  if(module)
+    if(NOT pkg_config)
+      set(${out_found} FALSE PARENT_SCOPE)
+      return()
+    endif()
+    execute_process(COMMAND "${pkg_config}" --cflags "${module}" RESULT_VARIABLE rc
+                    OUTPUT_VARIABLE out OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+    if(NOT rc EQUAL 0)
+      set(${out_found} FALSE PARENT_SCOPE)
+      return()
+    endif()
+    separate_arguments(cflags UNIX_COMMAND "${out}")
+    list(TRANSFORM cflags REPLACE "^-I" "-isystem")
+  endif()
+  string(MAKE_C_IDENTIFIER "${header}" id)
+  file(WRITE "${WORK}/probe_${id}.cpp" "#include <${header}>\n")
+  execute_process(COMMAND "${compiler}" ${extra} -std=${STD} ${cflags} -fsyntax-only
+                          "${WORK}/probe_${id}.cpp"
+                  RESULT_VARIABLE rc OUTPUT_QUIET ERROR_QUIET)
+  if(rc EQUAL 0)
+    set(${out_found} TRUE PARENT_SCOPE)
+    set(${out_cflags} ${cflags} PARENT_SCOPE)
+  else()
+    set(${out_found} FALSE PARENT_SCOPE)
+  endif()
+endfunction()
+
+# The optional libraries, by the include that gives them away in our headers:
+# <include regex>|<header to probe>|<pkg-config module or empty>|<Debian package>
+set(optional
+    "<sqlite3\\.h>|sqlite3.h||libsqlite3-dev"
+    "<hiredis/hiredis\\.h>|hiredis/hiredis.h|hiredis|libhiredis-dev"
+    "<libpq-fe\\.h>|libpq-fe.h|libpq|libpq-dev"
+    "<httplib\\.h>|httplib.h|cpp-httplib|libcpp-httplib-dev"
+    "<catch2/|catch2/catch.hpp||catch2")
+
+file(GLOB_RECURSE headers RELATIVE "${SOURCE}/include" "${SOURCE}/include/idempotency/*.hpp")
+list(SORT headers)
+list(LENGTH headers total)
+if(total LESS 40)
+  message(FATAL_ERROR "found ${total} public headers under ${SOURCE}/include, expected 40+")
+endif()
+
+set(includes "")
+set(all_cflags)
+set(left_out)
+foreach(h IN LISTS headers)
+  file(READ "${SOURCE}/include/${h}" text)
+  set(ok TRUE)
+  foreach(entry IN LISTS optional)
+    string(REPLACE "|" ";" entry "${entry}")
+    list(GET entry 0 pattern)
+    list(GET entry 1 probe)
+    list(GET entry 2 module)
+    list(GET entry 3 package)
+    if(text MATCHES "#include ${pattern}")
+      string(MAKE_C_IDENTIFIER "${probe}" id)
+      if(NOT DEFINED found_${id})
+        probe_dependency("${probe}" "${module}" found_${id} cflags_${id})
+      endif()
+      if(found_${id})
+        list(APPEND all_cflags ${cflags_${id}})
+      else()
+        set(ok FALSE)
+        if(require)
+          message(FATAL_ERROR "${h} needs <${probe}> (${package}), which is required "
+                              "(IDEMPOTENCY_REQUIRE_SERVERS) but does not compile here")
+        endif()
+        list(APPEND left_out "${h} (no ${package})")
+      endif()
+    endif()
+  endforeach()
+  if(ok)
+    string(APPEND includes "#include <${h}>\n")
+  endif()
+endforeach()
+list(REMOVE_DUPLICATES all_cflags)
+
+file(READ "${CMAKE_CURRENT_LIST_DIR}/strict_warnings.cpp" body)
+file(WRITE "${WORK}/all_headers.cpp"
+     "// generated by strict_warnings.cmake\n${includes}\n${body}\nint main() { return strict_consumer::use() > 0 ? 0 : 1; }\n")
+execute_process(COMMAND "${compiler}" ${extra} -std=${STD} ${flags} "-I${SOURCE}/include"
+                        ${all_cflags}
+                        -fsyntax-only "${WORK}/all_headers.cpp"
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  list(JOIN flags " " flags)
+  message(FATAL_ERROR "${CXX} ${EXTRA} -std=${STD} ${flags} does not compile every public "
+                      "header:\n${err}")
+endif()
+list(JOIN flags " " flags)
+string(REGEX MATCHALL "#include" n "${includes}")
+list(LENGTH n count)
+message(STATUS "OK: ${CXX} ${EXTRA} -std=${STD} ${flags}: ${count} of ${total} public headers, "
+               "no warning")
+if(left_out)
+  list(JOIN left_out ", " lines)
+  message("SKIPPED: left out ${lines} (set IDEMPOTENCY_REQUIRE_SERVERS=1 to make this a failure)")
+endif()
