@@ -34,10 +34,10 @@ free_port() {
   return 1
 }
 cli() { redis-cli -h 127.0.0.1 "$@"; }
-wait_for() { # seconds, then a command that must succeed
-  local limit=$1; shift
-  for _ in $(seq 1 $((limit * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  return 1
+wait_for() { # seconds (of wall-clock time), then a command that must succeed
+  local until=$((SECONDS + $1)); shift
+  while ((SECONDS < until)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  "$@" >/dev/null 2>&1
 }
 die() { echo "redis_topology: $*" >&2; "$0" stop "$dir" >/dev/null; mkdir -p "$dir"; exit 1; }
 node() { # port, extra args… (@PORT@ stands for the port): a redis-server daemon, data in DIR/node-PORT
@@ -88,13 +88,13 @@ case "$action" in
         if grep -q 'role:slave' <<<"$info"; then grep -q 'master_link_status:up' <<<"$info" || return 1; fi
       done
     }
-    wait_for 30 ok || die "the cluster did not become ready"
+    wait_for 90 ok || die "the cluster did not become ready"
     # every node must know the same 6 nodes before tests start moving slots
     known() { for p in "${ports[@]}"; do [ "$(cli -p "$p" cluster nodes | wc -l)" -eq 6 ] || return 1; done; }
-    wait_for 10 known || die "the cluster nodes do not all know each other"
+    wait_for 30 known || die "the cluster nodes do not all know each other"
     url="redis+cluster://$(IFS=,; echo "${addrs[*]:0:3}")"
     echo "$url" >"$dir/url.tmp" && mv "$dir/url.tmp" "$dir/url"
-    echo "Redis Cluster ready: $url (6 nodes)"
+    echo "Redis Cluster ready: $url (6 nodes, ${SECONDS} s)"
     ;;
   sentinel)
     rm -rf "$dir"; mkdir -p "$dir"

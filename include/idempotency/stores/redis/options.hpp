@@ -28,7 +28,9 @@ struct RedisStoreOptions {
   /// Time allowed for one command's reply; after it the call throws `StoreError`. Also the
   /// time within which a call retries redirections, a failover (TRYAGAIN, CLUSTERDOWN,
   /// LOADING, READONLY, a refused connection) and a new topology before it throws: a call
-  /// returns within about `connect_timeout + 2 * command_timeout`.
+  /// returns within about `connect_timeout + 2 * command_timeout` (plus, while a cluster's slot
+  /// map or Sentinel's answer is read again, up to one `connect_timeout` per server that does
+  /// not answer).
   std::chrono::milliseconds command_timeout{std::chrono::seconds(2)};
   /// At most this many connections per server are open at once; a thread that finds none
   /// idle and the pool full waits for one to be returned.
